@@ -1,0 +1,190 @@
+"""DigitScenes: a small semantic-segmentation data set composed from scikit-learn's real handwritten digits.
+
+Each image shows a few handwritten digits (the 8x8 UCI scans shipped with scikit-learn), scaled,
+coloured and placed on a smooth textured background. Classes: 0 = background, 1..10 = digits 0..9.
+Anti-aliased digit borders are labelled ``ignore_index``: whether such a pixel is digit or background is
+ambiguous. The digit samples are split once, stratified by class, so that no validation digit is ever
+seen in training (scikit-learn ships no writer ids, so the split is by sample). Everything is a pure
+function of the seed, so a profile describes its data exactly.
+
+``DigitCrops`` draws single-digit crops from the same split: the digit-classification task on which
+tiny backbones are (adversarially) pre-trained, as ImageNet is at paper scale.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+__all__ = ["CLASS_NAMES", "DigitCrops", "DigitScenes", "digit_split"]
+
+CLASS_NAMES: tuple[str, ...] = ("background", *(f"digit {d}" for d in range(10)))
+_SPLIT_SEED = 20240716  # fixed: the train/val digit split must not depend on a profile's seed
+_VAL_FRACTION = 0.25
+_DIGIT_THRESHOLD = 0.5  # alpha above: digit pixel
+_BORDER_THRESHOLD = 0.2  # alpha in (border, digit]: ambiguous, ignored
+_SPLIT_OFFSET = {"train": 0, "val": 1_000_003}
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return (bunch.images / 16.0).astype(np.float32), bunch.target.astype(np.int64)
+
+
+def digit_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The handwritten digits (values in [0,1], shape (n, 8, 8)) and labels of one split.
+
+    The split is stratified by class with a fixed seed; train and val share no sample.
+    """
+    if split not in _SPLIT_OFFSET:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(_SPLIT_OFFSET)}")
+    images, labels = _digits()
+    rng = np.random.default_rng(_SPLIT_SEED)
+    chosen = []
+    for cls in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = round(len(idx) * _VAL_FRACTION)
+        chosen.append(idx[:n_val] if split == "val" else idx[n_val:])
+    index = np.sort(np.concatenate(chosen))
+    return images[index], labels[index]
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth coloured texture: low-frequency noise per channel around a random base colour."""
+    base = rng.uniform(0.1, 0.9, size=3)
+    coarse = torch.from_numpy(rng.normal(0.0, 1.0, size=(1, 3, 4, 4)).astype(np.float32))
+    smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0].numpy()
+    fine = rng.normal(0.0, 1.0, size=(3, size, size)).astype(np.float32)
+    tex = base[:, None, None] + 0.12 * smooth * rng.uniform(0.3, 1.0) + 0.03 * fine
+    return np.clip(tex, 0.0, 1.0).astype(np.float32)
+
+
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A digit colour whose brightness differs clearly from the background's mean."""
+    mean = background.mean()
+    for _ in range(100):
+        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+        if abs(colour.mean() - mean) > 0.3:
+            return colour
+    return np.full(3, 0.0 if mean > 0.5 else 1.0, dtype=np.float32)
+
+
+def _scaled_digit(digit: np.ndarray, side: int) -> np.ndarray:
+    """Bilinear upsampling of an 8x8 digit scan to ``side`` x ``side`` (values stay in [0,1])."""
+    t = torch.from_numpy(digit)[None, None]
+    return F.interpolate(t, size=(side, side), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+
+
+class DigitScenes(Dataset):
+    """Handwritten digits on textured backgrounds, with per-pixel labels.
+
+    Args:
+        split: ``"train"`` or ``"val"``; their digit samples are disjoint.
+        size: number of images.
+        image_size: side of the square images.
+        digits_per_image: inclusive range of the number of digits per image.
+        seed: generation seed (images of the two splits never coincide for the same seed).
+        ignore_index: label of ambiguous anti-aliased border pixels.
+    """
+
+    num_classes = 11
+    class_names = CLASS_NAMES
+
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 1000,
+        image_size: int = 64,
+        digits_per_image: tuple[int, int] = (2, 4),
+        seed: int = 0,
+        ignore_index: int = 255,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        if image_size < 16:
+            raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+        low, high = digits_per_image
+        if not 1 <= low <= high:
+            raise ValueError(f"digits_per_image must be (min, max) with 1 <= min <= max, got {digits_per_image}")
+        self.split, self.image_size, self.ignore_index = split, image_size, ignore_index
+        digits, digit_labels = digit_split(split)
+        rng = np.random.default_rng(seed + _SPLIT_OFFSET[split])
+        images = np.empty((size, 3, image_size, image_size), dtype=np.float32)
+        labels = np.empty((size, image_size, image_size), dtype=np.int64)
+        for i in range(size):
+            images[i], labels[i] = self._compose(rng, digits, digit_labels, int(rng.integers(low, high + 1)))
+        self.images = torch.from_numpy(images)
+        self.labels = torch.from_numpy(labels)
+
+    def _compose(
+        self, rng: np.random.Generator, digits: np.ndarray, digit_labels: np.ndarray, count: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        size = self.image_size
+        image = _background(rng, size)
+        label = np.zeros((size, size), dtype=np.int64)
+        occupied = np.zeros((size, size), dtype=bool)
+        for _ in range(count):
+            side = int(rng.integers(round(0.35 * size), round(0.55 * size) + 1))
+            for _attempt in range(20):
+                top, left = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+                if occupied[top : top + side, left : left + side].mean() < 0.15:
+                    break
+            k = int(rng.integers(len(digits)))
+            alpha = _scaled_digit(digits[k], side)
+            colour = _contrasting_colour(rng, image[:, top : top + side, left : left + side])
+            window = image[:, top : top + side, left : left + side]
+            image[:, top : top + side, left : left + side] = window * (1 - alpha) + colour[:, None, None] * alpha
+            patch = label[top : top + side, left : left + side]
+            patch[alpha > _BORDER_THRESHOLD] = self.ignore_index
+            patch[alpha > _DIGIT_THRESHOLD] = digit_labels[k] + 1
+            occupied[top : top + side, left : left + side] = True
+        return np.clip(image, 0, 1), label
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+
+class DigitCrops(Dataset):
+    """Single handwritten digits on textured backgrounds: a 10-class classification set.
+
+    Digits fill 50-80 % of the crop at a random position. Uses the same train/val digit split as
+    :class:`DigitScenes`, so a backbone pre-trained here never sees a validation digit.
+    """
+
+    num_classes = 10
+
+    def __init__(self, split: str = "train", size: int = 4000, crop_size: int = 32, seed: int = 0) -> None:
+        if size < 1 or crop_size < 8:
+            raise ValueError(f"need size >= 1 and crop_size >= 8, got size={size}, crop_size={crop_size}")
+        digits, digit_labels = digit_split(split)
+        rng = np.random.default_rng(seed + _SPLIT_OFFSET[split] + 7)
+        images = np.empty((size, 3, crop_size, crop_size), dtype=np.float32)
+        targets = np.empty(size, dtype=np.int64)
+        for i in range(size):
+            image = _background(rng, crop_size)
+            side = int(rng.integers(round(0.5 * crop_size), round(0.8 * crop_size) + 1))
+            top, left = (int(v) for v in rng.integers(0, crop_size - side + 1, size=2))
+            k = int(rng.integers(len(digits)))
+            alpha = _scaled_digit(digits[k], side)
+            colour = _contrasting_colour(rng, image[:, top : top + side, left : left + side])
+            window = image[:, top : top + side, left : left + side]
+            image[:, top : top + side, left : left + side] = window * (1 - alpha) + colour[:, None, None] * alpha
+            images[i], targets[i] = np.clip(image, 0, 1), digit_labels[k]
+        self.images = torch.from_numpy(images)
+        self.targets = torch.from_numpy(targets)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.targets[index]

@@ -1,0 +1,133 @@
+"""Parameter sets: typed loading and one clear message per mistake."""
+
+import pytest
+
+from robseg_lib.params import ParamError, list_profiles, load_params, notebook_parameters
+
+
+def _write(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+DATA = "data:\n  name: digitscenes\n  num_classes: 11\n  image_size: 32\n"
+EVAL = "eval:\n  eps: 4\n"
+
+
+def test_shipped_profiles_load():
+    assert {"tiny", "smoke"} <= set(list_profiles())
+    for profile in ("tiny", "smoke"):
+        p = load_params(profile)
+        assert p.profile == profile
+        assert p.data.name == "digitscenes"
+        assert 0 < p.eval.eps <= 64
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ParamError, match="unknown profile 'tinny'.*valid: .*tiny.*did you mean 'tiny'"):
+        load_params("tinny")
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    _write(tmp_path, "data.yaml", DATA + "  image_sise: 4\n")
+    _write(tmp_path, "eval.yaml", EVAL)
+    with pytest.raises(ParamError) as err:
+        load_params(tmp_path)
+    msg = str(err.value)
+    assert "data.yaml" in msg
+    assert "'image_sise'" in msg
+    assert "did you mean 'image_size'" in msg
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("  eps: four\n", "eval.eps: expected an integer, got 'four'"),
+        ("  eps: 4.5\n", "eval.eps: expected an integer"),
+        ("  eps: 100\n", r"eval.eps: 100 is out of range \(0, 64\]"),
+        ("  eps: 0\n", r"out of range \(0, 64\]"),
+        ("  class_weights: balanced\n", "is not one of"),
+        ("  losses: mce\n", "expected a list"),
+    ],
+)
+def test_wrong_type_or_range_is_explained(tmp_path, line, expected):
+    _write(tmp_path, "data.yaml", DATA)
+    _write(tmp_path, "eval.yaml", "eval:\n" + (line if "eps" in line else "  eps: 4\n" + line))
+    with pytest.raises(ParamError, match=expected) as err:
+        load_params(tmp_path)
+    assert "eval.yaml" in str(err.value)
+
+
+def test_unknown_section_and_duplicate_section(tmp_path):
+    _write(tmp_path, "data.yaml", DATA + "evall:\n  eps: 4\n")
+    with pytest.raises(ParamError, match="unknown section 'evall'.*did you mean 'eval'"):
+        load_params(tmp_path)
+    _write(tmp_path, "data.yaml", DATA)
+    _write(tmp_path, "eval.yaml", EVAL)
+    _write(tmp_path, "more.yaml", EVAL)
+    with pytest.raises(ParamError, match="section 'eval' is already defined"):
+        load_params(tmp_path)
+
+
+def test_missing_required_key(tmp_path):
+    _write(tmp_path, "data.yaml", "data:\n  name: digitscenes\n  image_size: 32\n")
+    _write(tmp_path, "eval.yaml", EVAL)
+    with pytest.raises(ParamError, match="missing required key 'num_classes'"):
+        load_params(tmp_path)
+
+
+def test_models_and_train_overrides(tmp_path):
+    _write(tmp_path, "data.yaml", DATA)
+    _write(tmp_path, "eval.yaml", EVAL)
+    _write(tmp_path, "train.yaml", "train:\n  epochs: 3\n  batch_size: 8\n")
+    _write(
+        tmp_path,
+        "models.yaml",
+        "models:\n  a:\n    arch: tiny_upernet_convnext\n    regime: pir-at\n    train:\n      attack_steps: 5\n",
+    )
+    p = load_params(tmp_path)
+    assert p.model("a").init == "robust"
+    t = p.train_for("a")
+    assert (t.epochs, t.attack_steps) == (3, 5)
+    with pytest.raises(ParamError, match="unknown model 'b'.*valid: a"):
+        p.model("b")
+
+
+def test_model_train_override_typo_is_caught(tmp_path):
+    _write(tmp_path, "data.yaml", DATA)
+    _write(tmp_path, "eval.yaml", EVAL)
+    _write(tmp_path, "models.yaml", "models:\n  a:\n    arch: x\n    train:\n      atack_steps: 5\n")
+    with pytest.raises(ParamError, match=r"models\.a\.train: unknown key 'atack_steps'"):
+        load_params(tmp_path)
+
+
+def test_single_file_with_include(tmp_path):
+    _write(tmp_path, "_common.yaml", DATA + EVAL)
+    f = _write(tmp_path, "m.yaml", "include: [_common.yaml]\nmodels:\n  m:\n    arch: upernet_convnext_t_cvst\n")
+    p = load_params(f)
+    assert list(p.models) == ["m"]
+    assert p.data.image_size == 32
+    # Loading the folder reads each included file once.
+    _write(tmp_path, "n.yaml", "include: [_common.yaml]\nmodels:\n  n:\n    arch: segmenter_vit_s\n")
+    assert sorted(load_params(tmp_path).models) == ["m", "n"]
+
+
+def test_notebook_parameters_reject_typos_and_bad_values():
+    before = {"np", "torch"}
+    ns = {"np": 1, "torch": 2, "profile": "tiny", "eps": 4}
+    assert notebook_parameters(ns, before, ("profile", "eps")) == {"profile": "tiny", "eps": 4}
+    with pytest.raises(ParamError, match="unknown notebook parameter.*'epss'.*did you mean 'eps'"):
+        notebook_parameters({**ns, "epss": 8}, before, ("profile", "eps"))
+    with pytest.raises(ParamError, match=r"parameter eps: 70 is out of range \(0, 64\]"):
+        notebook_parameters({**ns, "eps": 70}, before, ("profile", "eps"))
+    with pytest.raises(ParamError, match="expected an integer"):
+        notebook_parameters({**ns, "eps": "4"}, before, ("profile", "eps"))
+
+
+def test_cuda_without_cuda_suggests_cpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ParamError, match="CUDA is not available.*use device='cpu'"):
+        notebook_parameters({"device": "cuda"}, set(), ("device",))
