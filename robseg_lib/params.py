@@ -97,6 +97,7 @@ class EvalParams:
     losses: tuple[str, ...] = _f(("mce-bal", "mce", "js"), doc="SEA's losses")
     class_weights: str = _f("train_split", choices=("train_split", "released", "uniform"), doc="MCE-Bal class weights")
     radii: tuple[int, ...] = _f((), doc="radii in /255 that multi-radius notebooks sweep")
+    model: str | None = _f(None, doc="zoo model evaluated by default (notebooks, command line)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +197,11 @@ class ParamSet:
                 + _suggest(name, self.models)
             )
         return self.models[name]
+
+    def eval_with(self, **overrides: Any) -> EvalParams:
+        """The profile's eval section with overrides applied (``None`` keeps the profile's value), validated."""
+        merged = {**dataclasses.asdict(self.eval), **{k: v for k, v in overrides.items() if v is not None}}
+        return _build(EvalParams, merged, f"{self.source}: eval (with overrides {sorted(overrides)})")
 
     def train_for(self, name: str) -> TrainParams:
         """The training parameters of a model: the profile's train section with the model's overrides."""
@@ -434,14 +440,14 @@ def check_device(device: str) -> str:
 # Every notebook parameter of the book: type, range and meaning. Notebooks declare a subset.
 _NOTEBOOK_PARAMETERS: dict[str, tuple[Any, tuple | None, str]] = {
     "profile": (str, None, "parameter profile (params/<profile>/)"),
-    "model": (str, None, "zoo model name (params/<profile>/models.yaml)"),
-    "models": (str, None, "comma-separated zoo model names ('' = the notebook's default set)"),
-    "eps": (int, _EPS, "L-inf radius in /255"),
-    "n_iter": (int, _POS, "attack iterations"),
-    "n_images": (int, _POS, "validation images to evaluate"),
-    "batch_size": (int, _POS, "images per batch"),
-    "device": (str, None, "torch device"),
-    "seed": (int, _NONNEG, "random seed"),
+    "model": (str | None, None, "zoo model name (params/<profile>/models.yaml); None: the profile's eval.model"),
+    "models": (str | None, None, "comma-separated zoo model names; None: the notebook's default set"),
+    "eps": (int | None, _EPS, "L-inf radius in /255; None: the profile's eval.eps"),
+    "n_iter": (int | None, _POS, "attack iterations; None: the profile's"),
+    "n_images": (int | None, _POS, "validation images to evaluate; None: the profile's"),
+    "batch_size": (int | None, _POS, "images per batch; None: the profile's"),
+    "device": (str | None, None, "torch device; None: the profile's"),
+    "seed": (int | None, _NONNEG, "random seed; None: the profile's"),
 }
 
 
@@ -474,9 +480,9 @@ def notebook_parameters(namespace: Mapping[str, Any], before: Iterable[str], dec
             raise ParamError(f"notebook parameter {name!r} is declared but not set in the parameters cell")
         hint, bounds, _ = _NOTEBOOK_PARAMETERS[name]
         value = _coerce(namespace[name], hint, f"parameter {name}")
-        if bounds is not None:
+        if bounds is not None and value is not None:
             _check_range(value, bounds, f"parameter {name}")
         values[name] = value
-    if "device" in values:
+    if values.get("device") is not None:
         check_device(values["device"])
     return values

@@ -120,8 +120,16 @@ def test_notebook_parameters_reject_typos_and_bad_values():
         notebook_parameters({**ns, "epss": 8}, before, ("profile", "eps"))
     with pytest.raises(ParamError, match=r"parameter eps: 70 is out of range \(0, 64\]"):
         notebook_parameters({**ns, "eps": 70}, before, ("profile", "eps"))
-    with pytest.raises(ParamError, match="expected an integer"):
+    with pytest.raises(ParamError, match=r"parameter eps: expected int \| None, got '4' \(str\)"):
         notebook_parameters({**ns, "eps": "4"}, before, ("profile", "eps"))
+
+
+def test_eval_overrides_are_validated():
+    p = load_params("smoke")
+    assert p.eval_with(eps=8, n_iter=None).eps == 8
+    assert p.eval_with(n_iter=None).n_iter == p.eval.n_iter
+    with pytest.raises(ParamError, match=r"eps: 0 is out of range"):
+        p.eval_with(eps=0)
 
 
 def test_cuda_without_cuda_suggests_cpu():

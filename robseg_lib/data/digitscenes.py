@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["CLASS_NAMES", "DigitCrops", "DigitScenes", "digit_split"]
+__all__ = ["CLASS_NAMES", "DigitCrops", "DigitScenes", "digit_split", "digitscenes_summary"]
 
 CLASS_NAMES: tuple[str, ...] = ("background", *(f"digit {d}" for d in range(10)))
 _SPLIT_SEED = 20240716  # fixed: the train/val digit split must not depend on a profile's seed
@@ -188,3 +188,29 @@ class DigitCrops(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.images[index], self.targets[index]
+
+
+def digitscenes_summary(train: DigitScenes, val: DigitScenes, ignore_index: int = 255) -> dict[str, object]:
+    """Split sizes and per-class pixel shares of a DigitScenes train/val pair, for the book.
+
+    Returns:
+        ``{"splits": DataFrame, "class_share": {split: (K,) percentages of labelled pixels}}``.
+    """
+    import pandas as pd
+
+    rows, shares = [], {}
+    for name, ds in (("train", train), ("val", val)):
+        labels = ds.labels
+        valid = labels != ignore_index
+        counts = torch.bincount(labels[valid].flatten(), minlength=DigitScenes.num_classes).double()
+        shares[name] = (100 * counts / counts.sum()).tolist()
+        rows.append(
+            {
+                "split": name,
+                "images": len(ds),
+                "image size": f"{ds.image_size}x{ds.image_size}",
+                "digit scans used": len(digit_split(name)[0]),
+                "unlabelled pixels (%)": round(100 * float((~valid).double().mean()), 1),
+            }
+        )
+    return {"splits": pd.DataFrame(rows).set_index("split"), "class_share": shares}
