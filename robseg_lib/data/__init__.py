@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from robseg_lib.data.digitscenes import DigitCrops, DigitScenes, digitscenes_summary
 
-__all__ = ["DigitCrops", "DigitScenes", "digitscenes_summary", "create_dataset", "dataset_from_params", "list_datasets"]
+__all__ = ["DigitCrops", "DigitScenes", "create_dataset", "dataset_from_params", "digitscenes_summary", "list_datasets"]
 
 _DATASETS = ("digitscenes", "voc", "ade20k")
 
