@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _pyproject_pins() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = [*project["dependencies"], *project["optional-dependencies"]["book"], *project["optional-dependencies"]["dev"]]
+    reqs = [
+        *project["dependencies"],
+        *project["optional-dependencies"]["book"],
+        *project["optional-dependencies"]["dev"],
+    ]
     pins = {}
     for req in reqs:
         name = re.split(r"[=<>\[ ]", req, maxsplit=1)[0]
