@@ -50,7 +50,7 @@ P = rp.notebook_parameters(
 )
 ps = rp.load_params(profile)
 ev = ps.eval_with(eps=eps, n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
-model_name = model or ev.model
+model_name = model or ps.default_model()
 model_params = ps.model(model_name)  # an unknown name fails here, listing the valid ones
 
 # %%

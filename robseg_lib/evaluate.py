@@ -900,13 +900,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_from_args(params: ParamSet, args: argparse.Namespace, device: str) -> tuple[str, nn.Module]:
-    name = args.model
-    if name is None:
-        if len(params.models) != 1:
-            raise ParamError(
-                f"pass --model; profile {params.profile!r} has models: {', '.join(params.models) or 'none'}"
-            )
-        name = next(iter(params.models))
+    name = args.model if args.model is not None else params.default_model()
     spec = params.model(name)
     if args.checkpoint is not None:
         from robseg_lib import models

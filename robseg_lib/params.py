@@ -158,6 +158,7 @@ class ModelParams:
     )
     backbone_checkpoint: str | None = _f(None, doc="paper scale: ImageNet backbone file")
     checkpoint: str | None = _f(None, doc="paper scale: released segmentation checkpoint")
+    released: str | None = _f(None, doc="share id of the authors' released checkpoint of this model")
     train: dict[str, Any] = field(default_factory=dict, metadata={"doc": "overrides of the profile's train section"})
     description: str = _f("", doc="one line for tables")
 
@@ -197,6 +198,21 @@ class ParamSet:
                 + _suggest(name, self.models)
             )
         return self.models[name]
+
+    def default_model(self) -> str:
+        """The model evaluated when none is named: ``eval.model``, else the only model, else the only released one."""
+        if self.eval.model is not None:
+            self.model(self.eval.model)
+            return self.eval.model
+        if len(self.models) == 1:
+            return next(iter(self.models))
+        released = [name for name, m in self.models.items() if m.released]
+        if len(released) == 1:
+            return released[0]
+        raise ParamError(
+            f"name a model: {self.source} sets no eval.model and has {len(self.models)} models "
+            f"({', '.join(self.models) or 'none'}), {len(released)} of them released"
+        )
 
     def eval_with(self, **overrides: Any) -> EvalParams:
         """The profile's eval section with overrides applied (``None`` keeps the profile's value), validated."""

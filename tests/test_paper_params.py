@@ -393,3 +393,20 @@ def test_differences_from_the_released_yaml_are_commented(config):
         if re.search(rf"\b{word}\b", listed):
             assert key in differences, f"{config}: the CSV lists a {word} difference that the parameters do not show"
     assert any(config.split("/")[1] in comment for _, comment in lines)
+
+
+def test_released_field_names_each_released_checkpoint_once():
+    """`released:` marks the model `sea --checkpoint` evaluates when no --model is given."""
+    from robseg_lib import paper
+
+    released = paper.table("released_checkpoints")
+    marked = {}
+    for profile in ("voc", "ade20k"):
+        for name, model in load_params(profile).models.items():
+            if model.released:
+                marked[model.released] = (profile, name)
+    assert set(marked) == set(released["share_id"])
+    for path in sorted(params_root().glob("*/[!_]*.yaml")):
+        if path.parent.name in ("voc", "ade20k"):
+            ps = load_params(path)
+            assert ps.models[ps.default_model()].released is not None

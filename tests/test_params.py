@@ -124,6 +124,22 @@ def test_notebook_parameters_reject_typos_and_bad_values():
         notebook_parameters({**ns, "eps": "4"}, before, ("profile", "eps"))
 
 
+def test_default_model_resolution(tmp_path):
+    _write(tmp_path, "data.yaml", DATA)
+    _write(tmp_path, "eval.yaml", EVAL)
+    models = "models:\n  a:\n    arch: x\n  b:\n    arch: x\n"
+    _write(tmp_path, "models.yaml", models)
+    with pytest.raises(ParamError, match="name a model: .* 2 models \\(a, b\\), 0 of them released"):
+        load_params(tmp_path).default_model()
+    _write(tmp_path, "models.yaml", models + "    released: abc\n")
+    assert load_params(tmp_path).default_model() == "b"
+    _write(tmp_path, "eval.yaml", EVAL + "  model: a\n")
+    assert load_params(tmp_path).default_model() == "a"
+    _write(tmp_path, "eval.yaml", EVAL + "  model: c\n")
+    with pytest.raises(ParamError, match="unknown model 'c'"):
+        load_params(tmp_path).default_model()
+
+
 def test_eval_overrides_are_validated():
     p = load_params("smoke")
     assert p.eval_with(eps=8, n_iter=None).eps == 8
