@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from robseg_lib import __version__
 from robseg_lib import checks as _checks
 from robseg_lib._io import atomic_json_dump, atomic_torch_save
+from robseg_lib._progress import progress_bar
 from robseg_lib.attacks import SEA_LOSSES, SEAResult, attack_mode, sea_batch
 from robseg_lib.attacks.losses import check_loss_name, class_weights_from_counts, released_class_weights
 from robseg_lib.data import dataset_from_params
@@ -697,9 +697,9 @@ def _run_batches(
 ) -> None:
     num_classes, ignore_index = attack_kwargs["num_classes"], attack_kwargs["ignore_index"]
     worst_sum, worst_count = 0.0, 0
-    bar = tqdm(
+    bar = progress_bar(
         total=len(indices),
-        disable=not progress,
+        enabled=progress,
         desc=f"SEA eps={attack_kwargs['eps'] * 255:g}/255",
         unit="batch",
         file=sys.stderr,

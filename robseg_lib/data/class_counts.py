@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from robseg_lib._progress import progress_bar
 
 __all__ = ["class_pixel_counts"]
 
@@ -42,7 +43,7 @@ def class_pixel_counts(
         raise ValueError(f"max_items must be None or a non-negative integer, got {max_items!r}")
     n = len(dataset) if max_items is None else min(max_items, len(dataset))
     counts = torch.zeros(num_classes, dtype=torch.int64)
-    for index in tqdm(range(n), desc="class pixel counts", disable=not progress):
+    for index in progress_bar(range(n), desc="class pixel counts", enabled=progress):
         label = torch.as_tensor(dataset[index][1])
         if label.is_floating_point() or label.is_complex():
             raise ValueError(f"item {index}: labels must be integers, got dtype {label.dtype}")
