@@ -1,0 +1,116 @@
+"""timm ViT encoder for any input size, and the ViT image classifier used to pretrain it (ALGORITHMS.md §10.4).
+
+The encoder is a plain timm ``VisionTransformer`` (state-dict names as in timm and the robust ViT-S
+checkpoint); :func:`vit_tokens` runs it on inputs of any size: zero-pad right/bottom to a multiple of the patch
+size and resize the position embedding bilinearly (class token kept), as Segmenter does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed, trunc_normal_
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+__all__ = ["ViTClassifier", "create_vit_encoder", "resize_pos_embed", "vit_tokens"]
+
+
+def create_vit_encoder(
+    img_size: int,
+    patch_size: int,
+    embed_dim: int,
+    depth: int,
+    num_heads: int,
+    drop_path_rate: float = 0.0,
+    head_classes: int = 0,
+) -> VisionTransformer:
+    """A timm ViT with class token, learned position embedding for ``img_size`` and LayerNorm eps 1e-5.
+
+    Args:
+        img_size: side of the square image the position embedding is created for (512 in the paper: 1025 tokens).
+        patch_size: patch side (16 for ViT-S/16).
+        embed_dim: token width.
+        depth: number of transformer blocks.
+        num_heads: attention heads.
+        drop_path_rate: maximal stochastic-depth rate, linear over the blocks.
+        head_classes: width of the (unused) classification Linear ``head`` kept in the state dict
+            (1000 for the paper's ImageNet-derived encoder, 0 for none).
+    """
+    if img_size % patch_size:
+        raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+    if embed_dim % num_heads:
+        raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
+    return VisionTransformer(
+        img_size=img_size,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        num_classes=head_classes,
+        drop_path_rate=drop_path_rate,
+        norm_layer=nn.LayerNorm,
+        dynamic_img_size=True,
+    )
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Bilinearly resize a (1, prefix + G*G, D) position embedding to ``grid``, keeping the prefix tokens."""
+    n = pos_embed.shape[1] - num_prefix_tokens
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"position embedding with {n} patch tokens is not a square grid")
+    if (side, side) == tuple(grid):
+        return pos_embed
+    return resample_abs_pos_embed(
+        pos_embed,
+        new_size=list(grid),
+        old_size=[side, side],
+        num_prefix_tokens=num_prefix_tokens,
+        interpolation="bilinear",
+        antialias=False,
+        align_corners=False,
+    )
+
+
+def vit_tokens(encoder: VisionTransformer, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Run ``encoder`` on images of any size; return the normalised tokens (N, 1 + h*w, D) and the grid (h, w).
+
+    The image is zero-padded right/bottom to a multiple of the patch size first.
+    """
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+    ph, pw = encoder.patch_embed.patch_size
+    pad_h, pad_w = (-x.shape[2]) % ph, (-x.shape[3]) % pw
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    tokens = encoder.patch_embed(x)  # NHWC (dynamic_img_size)
+    n, h, w, d = tokens.shape
+    tokens = torch.cat([encoder.cls_token.expand(n, -1, -1), tokens.reshape(n, h * w, d)], dim=1)
+    tokens = encoder.pos_drop(tokens + resize_pos_embed(encoder.pos_embed, (h, w)))
+    tokens = encoder.norm(encoder.blocks(encoder.norm_pre(tokens)))
+    return tokens, (h, w)
+
+
+class ViTClassifier(nn.Module):
+    """Image classifier on a ViT encoder: class token after the final norm, then Linear.
+
+    Its ``backbone.*`` state loads into the ``encoder`` of a Segmenter built from the same configuration.
+    """
+
+    def __init__(self, backbone: VisionTransformer, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.head = nn.Linear(backbone.embed_dim, num_classes)
+        trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images (N, 3, H, W) to class logits (N, num_classes)."""
+        tokens, _ = vit_tokens(self.backbone, x)
+        return self.head(tokens[:, 0])

@@ -1,0 +1,147 @@
+"""ConvNeXt with ConvStem ("ConvNeXt-CvSt"), built from timm's ConvNeXt stages (ALGORITHMS.md §10.1).
+
+The module names follow timm / Revisiting-AT (``stem.stem.{0,1,3,4}``, ``stages.{j}.downsample.{0,1}``,
+``stages.{j}.blocks.{k}.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}``), so the robust ImageNet checkpoints load by
+name; the authors' segmentation checkpoints use the original ConvNeXt names and are translated by
+:mod:`robseg_lib.models.checkpoints`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import torch
+from timm.layers import LayerNorm, LayerNorm2d, NormMlpClassifierHead, calculate_drop_path_rates, trunc_normal_
+from timm.models.convnext import ConvNeXtStage
+from torch import nn
+
+__all__ = ["ConvNeXtClassifier", "ConvNeXtCvSt", "ConvStem"]
+
+_LN_EPS = 1e-6
+
+
+class ConvStem(nn.Module):
+    """Two stride-2 3x3 convolutions with channels-first LayerNorm and GELU (total stride 4).
+
+    Replaces ConvNeXt's 4x4 patchify stem; the robust ImageNet models of Singh et al. (2023) use it.
+    Parameterised layers sit at positions 0, 1, 3, 4 of ``self.stem``.
+    """
+
+    def __init__(self, in_chans: int, out_chans: int, mid_chans: int | None = None) -> None:
+        super().__init__()
+        mid = out_chans // 2 if mid_chans is None else mid_chans
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, mid, kernel_size=3, stride=2, padding=1),
+            LayerNorm2d(mid, eps=_LN_EPS),
+            nn.GELU(),
+            nn.Conv2d(mid, out_chans, kernel_size=3, stride=2, padding=1),
+            LayerNorm2d(out_chans, eps=_LN_EPS),
+            nn.GELU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, C_in, H, W) to (N, C_out, ceil(H/4), ceil(W/4))."""
+        return self.stem(x)
+
+
+class ConvNeXtCvSt(nn.Module):
+    """ConvNeXt feature extractor with ConvStem returning the four stage outputs (strides 4/8/16/32).
+
+    Args:
+        depths: blocks per stage, e.g. (3, 3, 9, 3) for ConvNeXt-T.
+        dims: channels per stage, e.g. (96, 192, 384, 768).
+        drop_path_rate: maximal stochastic-depth rate, reached linearly over all blocks in order.
+        stem_width: hidden width of the ConvStem (default ``dims[0] // 2``: 48 for ConvNeXt-T/S).
+        ls_init_value: initial layer-scale value (1.0 in the segmentation models; the checkpoint sets it).
+        out_norms: add the per-stage output LayerNorms ``norm0..norm3`` of the segmentation backbone;
+            classifiers built on this backbone use ``False`` (the ImageNet models have no such norms).
+        in_chans: input channels.
+    """
+
+    reductions: tuple[int, ...] = (4, 8, 16, 32)
+
+    def __init__(
+        self,
+        depths: Sequence[int],
+        dims: Sequence[int],
+        drop_path_rate: float = 0.0,
+        stem_width: int | None = None,
+        ls_init_value: float = 1.0,
+        out_norms: bool = True,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        depths, dims = tuple(int(d) for d in depths), tuple(int(d) for d in dims)
+        if len(depths) != 4 or len(dims) != 4:
+            raise ValueError(f"ConvNeXt needs 4 stages, got depths={depths}, dims={dims}")
+        if min(depths) < 1 or min(dims) < 1:
+            raise ValueError(f"depths and dims must be positive, got depths={depths}, dims={dims}")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
+        self.depths, self.dims = depths, dims
+        self.out_channels: tuple[int, ...] = dims
+        self.stem = ConvStem(in_chans, dims[0], stem_width)
+        rates = calculate_drop_path_rates(drop_path_rate, list(depths), stagewise=True)
+        norm_cf, norm_cl = partial(LayerNorm2d, eps=_LN_EPS), partial(LayerNorm, eps=_LN_EPS)
+        stages = []
+        prev = dims[0]
+        for i, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
+            stages.append(
+                ConvNeXtStage(
+                    prev,
+                    dim,
+                    stride=1 if i == 0 else 2,
+                    depth=depth,
+                    drop_path_rates=rates[i],
+                    ls_init_value=ls_init_value,
+                    norm_layer=norm_cf,
+                    norm_layer_cl=norm_cl,
+                )
+            )
+            prev = dim
+        self.stages = nn.Sequential(*stages)
+        for i, dim in enumerate(dims):
+            self.add_module(f"norm{i}", LayerNorm2d(dim, eps=_LN_EPS) if out_norms else nn.Identity())
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Return the four (normalised, if ``out_norms``) stage outputs, finest first."""
+        x = self.stem(x)
+        feats = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            feats.append(getattr(self, f"norm{i}")(x))
+        return feats
+
+
+class ConvNeXtClassifier(nn.Module):
+    """Image classifier on a :class:`ConvNeXtCvSt` backbone: global average pool, LayerNorm, Linear.
+
+    Plays the role of the (robust) ImageNet classifier: its ``backbone.*`` state loads into the backbone of a
+    UPerNet built from the same configuration.
+    """
+
+    def __init__(self, backbone: ConvNeXtCvSt, num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.head = NormMlpClassifierHead(
+            backbone.out_channels[-1], num_classes, pool_type="avg", norm_layer=partial(LayerNorm2d, eps=_LN_EPS)
+        )
+        trunc_normal_(self.head.fc.weight, std=0.02)
+        nn.init.zeros_(self.head.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images (N, 3, H, W) to class logits (N, num_classes)."""
+        return self.head(self.backbone(x)[-1])
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Truncated normal (std 0.02) for conv and linear weights, zero biases (ConvNeXt's fresh init)."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
