@@ -193,7 +193,7 @@ def test_models_default_to_a_clean_and_a_robust_one(monkeypatch: pytest.MonkeyPa
         "at_u": ModelParams(arch="tiny_upernet_convnext", regime="at"),
         "pirat_u": ModelParams(arch="tiny_upernet_convnext", regime="pir-at"),
     }
-    ps = dataclasses.replace(ps, models=zoo_models)
+    ps = dataclasses.replace(ps, models=zoo_models, eval=dataclasses.replace(ps.eval, model=None))
     monkeypatch.setattr(zoo, "get_model", lambda params, name, **kwargs: name)
     # PIR-AT of the clean model's architecture
     assert explorer_models(ps) == [("clean_u (clean training)", "clean_u"), ("pirat_u (PIR-AT)", "pirat_u")]
@@ -213,7 +213,8 @@ def test_models_default_to_a_clean_and_a_robust_one(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_profile_without_models_gets_an_untrained_stand_in() -> None:
-    ps = dataclasses.replace(load_params("smoke"), models={})
+    smoke = load_params("smoke")
+    ps = dataclasses.replace(smoke, models={}, eval=dataclasses.replace(smoke.eval, model=None))
     state = torch.random.get_rng_state()
     [(title, model)] = explorer_models(ps)
     assert "untrained" in title and "defines no models" in title

@@ -1,0 +1,345 @@
+"""The on-demand model zoo: every model of a profile's ``models.yaml``, trained once and cached.
+
+``get_model(params, name)`` returns the named model in eval mode. At paper scale a model with ``checkpoint:`` is
+loaded from that file. Otherwise the zoo looks in ``<cache>/<profile>/<name>-<key>/``; if the folder holds no
+weights yet it pre-trains the backbone the model needs (also cached, under ``backbones/``), trains the model
+with :func:`robseg_lib.train.train_model` (resuming an interrupted run) and stores
+
+* ``model.safetensors`` (with the JSON sidecar of :func:`robseg_lib.models.save_checkpoint`),
+* ``params.json``: everything the key was computed from,
+* ``train_log.csv``: the training log.
+
+The key is a hash of everything that determines the result: the data parameters (except the local root
+folder), the model's effective training parameters, its model entry (except the description), the key of its
+backbone (pre-training parameters, or the content of a backbone file) and the library version. Changing any of
+them gives a new folder; old folders stay until deleted. The cache root is ``root=``, else the environment
+variable ``ROBSEG_CACHE``, else ``cache/`` in the checkout. A file lock serialises concurrent requests for the
+same entry (two notebooks asking for one model train it once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from robseg_lib._io import atomic_json_dump
+from robseg_lib.params import ParamError, ParamSet, load_params
+
+__all__ = [
+    "backbone_info",
+    "cache_root",
+    "configure_parser",
+    "get_backbone",
+    "get_backbone_file",
+    "get_model",
+    "list_zoo",
+    "model_dir",
+    "model_key",
+    "run_from_args",
+    "training_log",
+    "write_manifest",
+    "zoo_dir",
+]
+
+ENV_VAR = "ROBSEG_CACHE"
+_MODEL_FILE = "model.safetensors"
+_BACKBONE_FILE = "classifier.safetensors"
+_MANIFEST = "params.json"
+_LOG_FILE = "train_log.csv"
+_KEY_CHARS = 10
+
+
+def cache_root(root: str | Path | None = None) -> Path:
+    """The cache root: ``root``, else ``$ROBSEG_CACHE``, else ``<checkout>/cache``."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return Path(__file__).resolve().parent.parent / "cache"
+
+
+def zoo_dir(params: ParamSet, root: str | Path | None = None) -> Path:
+    """The cache folder of a profile: ``<cache root>/<profile>``."""
+    return cache_root(root) / params.profile
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:_KEY_CHARS]
+
+
+def _version() -> str:
+    from robseg_lib import __version__
+
+    return __version__
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:_KEY_CHARS]
+
+
+def _resolve_file(params: ParamSet, value: str, what: str) -> Path:
+    """A file named in a parameter file: absolute, relative to the working folder, or to the parameter folder."""
+    base = Path(params.source)
+    base = base if base.is_dir() else base.parent
+    candidates = [Path(value).expanduser()]
+    if not candidates[0].is_absolute():
+        candidates.append(base / value)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{what} {value!r} not found; looked at: {', '.join(str(p.resolve()) for p in candidates)}")
+
+
+def _backbone_payload(params: ParamSet, arch: str, kind: str) -> dict[str, Any]:
+    if params.pretrain is None:
+        raise ParamError(
+            f"profile {params.profile!r} has no pretrain section ({params.source}); a {kind} backbone for {arch!r} "
+            "must then come from backbone_checkpoint"
+        )
+    return {"arch": arch, "kind": kind, "pretrain": dataclasses.asdict(params.pretrain), "version": _version()}
+
+
+def _backbone_dir(params: ParamSet, arch: str, kind: str, root: str | Path | None) -> Path:
+    key = _digest(_backbone_payload(params, arch, kind))
+    return zoo_dir(params, root) / "backbones" / f"{arch}-{kind}-{key}"
+
+
+def _backbone_identity(params: ParamSet, name: str) -> dict[str, Any] | None:
+    mp = params.model(name)
+    if mp.init == "random":
+        return None
+    if mp.backbone_checkpoint is not None:
+        path = _resolve_file(params, mp.backbone_checkpoint, f"backbone_checkpoint of {name!r}")
+        return {"file": path.name, "sha256": _file_digest(path)}
+    return _backbone_payload(params, mp.arch, mp.init)
+
+
+def _manifest(params: ParamSet, name: str) -> dict[str, Any]:
+    mp = params.model(name)
+    data = {k: v for k, v in dataclasses.asdict(params.data).items() if k != "root"}
+    model = {k: v for k, v in dataclasses.asdict(mp).items() if k != "description"}
+    return {
+        "data": data,
+        "train": dataclasses.asdict(params.train_for(name)),
+        "model": model,
+        "backbone": _backbone_identity(params, name),
+        "version": _version(),
+    }
+
+
+def model_key(params: ParamSet, name: str) -> str:
+    """The cache key of model ``name``: a hash of everything that determines the trained weights."""
+    return _digest(_manifest(params, name))
+
+
+def model_dir(params: ParamSet, name: str, root: str | Path | None = None) -> Path:
+    """The cache folder of model ``name``: ``<cache>/<profile>/<name>-<key>``."""
+    return zoo_dir(params, root) / f"{name}-{model_key(params, name)}"
+
+
+def write_manifest(params: ParamSet, name: str, folder: str | Path) -> Path:
+    """Write ``params.json`` (the hashed parameters, the name and the profile) into ``folder``."""
+    payload = {"name": name, "profile": params.profile, "key": model_key(params, name), **_manifest(params, name)}
+    return atomic_json_dump(payload, Path(folder) / _MANIFEST)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<folder>.lock`` (waits while another process holds it)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with (folder.parent / f".{folder.name}.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _complete(weights: Path) -> bool:
+    """Whether ``weights`` was fully written (``save_checkpoint`` writes its JSON sidecar last)."""
+    return weights.with_name(weights.name + ".json").exists()
+
+
+def backbone_info(path: str | Path) -> dict[str, Any]:
+    """The pre-training record (parameters and held-out accuracies) stored with a cached backbone."""
+    from robseg_lib import models
+
+    return models.read_checkpoint_meta(path)
+
+
+def get_backbone_file(
+    params: ParamSet,
+    arch: str,
+    kind: str,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    train_if_missing: bool = True,
+    root: str | Path | None = None,
+) -> Path:
+    """The cached digit classifier of ``kind`` (clean / robust) for ``arch``, pre-trained if missing."""
+    from robseg_lib.pretrain import pretrain_backbone
+
+    folder = _backbone_dir(params, arch, kind, root)
+    path = folder / _BACKBONE_FILE
+    if _complete(path):
+        return path
+    if not train_if_missing:
+        raise FileNotFoundError(f"no cached {kind} backbone for {arch!r} at {folder} (train_if_missing=False)")
+    with _locked(folder):
+        if not _complete(path):
+            pretrain_backbone(params.pretrain, arch, kind, path, device=device, progress=progress)
+    return path
+
+
+def get_backbone(
+    params: ParamSet,
+    name: str,
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    train_if_missing: bool = True,
+    root: str | Path | None = None,
+) -> Path | None:
+    """The backbone file model ``name`` starts from (``None`` for a random init)."""
+    mp = params.model(name)
+    if mp.init == "random":
+        return None
+    if mp.backbone_checkpoint is not None:
+        return _resolve_file(params, mp.backbone_checkpoint, f"backbone_checkpoint of {name!r}")
+    return get_backbone_file(
+        params, mp.arch, mp.init, device=device, progress=progress, train_if_missing=train_if_missing, root=root
+    )
+
+
+def get_model(
+    params: ParamSet,
+    name: str,
+    device: str = "cpu",
+    progress: bool = True,
+    train_if_missing: bool = True,
+    root: str | Path | None = None,
+) -> nn.Module:
+    """Model ``name`` of the profile in eval mode: from its checkpoint, from the cache, or trained now.
+
+    Args:
+        params: the profile (:func:`robseg_lib.params.load_params`).
+        name: a model of ``params.models``.
+        device: where the returned model lives (training also runs there).
+        progress: progress bars while pre-training / training.
+        train_if_missing: train a model that is not cached; ``False`` raises instead.
+        root: cache root (default ``$ROBSEG_CACHE`` or ``cache/``).
+
+    Raises:
+        FileNotFoundError: a ``checkpoint:`` file that does not exist (the message says where it looked), or a
+            model that is not cached while ``train_if_missing`` is false.
+    """
+    from robseg_lib import models
+    from robseg_lib.train import train_model
+
+    mp = params.model(name)
+    if mp.checkpoint is not None:
+        path = _resolve_file(params, mp.checkpoint, f"checkpoint of model {name!r}")
+        model = models.create_model(mp.arch, num_classes=params.data.num_classes)
+        models.load_checkpoint(model, path)
+        return model.to(device).eval()
+    folder = model_dir(params, name, root)
+    if not _complete(folder / _MODEL_FILE):
+        if not train_if_missing:
+            raise FileNotFoundError(
+                f"model {name!r} of profile {params.profile!r} is not cached at {folder}; train it with "
+                f"`python -m robseg_lib zoo --profile {params.profile} --train {name}`"
+            )
+        with _locked(folder):
+            if not _complete(folder / _MODEL_FILE):
+                backbone = get_backbone(params, name, device=device, progress=progress, root=root)
+                write_manifest(params, name, folder)
+                return train_model(
+                    params, name, folder, backbone=backbone, device=device, progress=progress
+                ).model.eval()
+    model = models.create_model(mp.arch, num_classes=params.data.num_classes)
+    models.load_checkpoint(model, folder / _MODEL_FILE)
+    return model.to(device).eval()
+
+
+def training_log(params: ParamSet, name: str, root: str | Path | None = None) -> pd.DataFrame:
+    """The training log of cached model ``name`` (one row per logged epoch)."""
+    path = model_dir(params, name, root) / _LOG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no training log for model {name!r} at {path} (train it first: zoo.get_model)")
+    return pd.read_csv(path)
+
+
+def _last_row(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return rows[-1] if rows else {}
+
+
+def list_zoo(params: ParamSet, root: str | Path | None = None) -> pd.DataFrame:
+    """One row per model of the profile: its recipe, whether it is cached, and its final log values."""
+    rows = []
+    for name, mp in params.models.items():
+        tp = params.train_for(name) if params.train is not None else None
+        row: dict[str, Any] = {
+            "name": name,
+            "arch": mp.arch,
+            "regime": mp.regime,
+            "init": mp.init,
+            "attack_steps": None if tp is None else tp.attack_steps,
+            "epochs": None if tp is None else tp.epochs,
+            "description": mp.description,
+        }
+        if mp.checkpoint is not None:
+            row.update(cached=Path(mp.checkpoint).exists(), path=mp.checkpoint)
+        else:
+            folder = model_dir(params, name, root)
+            row.update(cached=_complete(folder / _MODEL_FILE), path=str(folder))
+            last = _last_row(folder / _LOG_FILE)
+            for col in ("val_miou", "val_robust_miou", "wall_time_s", "cost_passes"):
+                row[col] = float(last[col]) if last.get(col) not in (None, "") else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m robseg_lib zoo``."""
+    parser.add_argument("--profile", default="tiny", help="profile name or parameter folder (default tiny)")
+    parser.add_argument("--train", default=None, metavar="NAME", help="train a model if missing ('all': every model)")
+    parser.add_argument("--list", action="store_true", help="print the zoo table")
+    parser.add_argument("--device", default="cpu", help="torch device for training")
+    parser.add_argument("--root", default=None, help=f"cache root (default ${ENV_VAR} or cache/)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``zoo`` from parsed arguments."""
+    params = load_params(args.profile)
+    if args.train is not None:
+        names = list(params.models) if args.train == "all" else [args.train]
+        for name in names:
+            get_model(params, name, device=args.device, progress=not args.no_progress, root=args.root)
+            print(f"{name}: ready")
+    if args.list or args.train is None:
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(list_zoo(params, root=args.root).drop(columns=["description", "path"]).to_string(index=False))
+    return 0

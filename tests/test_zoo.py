@@ -1,0 +1,141 @@
+"""Tests of robseg_lib.zoo: on-demand training, caching, cache keys, checkpoints, logs and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from robseg_lib import models, zoo
+from robseg_lib import pretrain as pretrain_module
+from robseg_lib import train as train_module
+from robseg_lib.params import load_params
+
+FAST = {"robust_val_iter": 0, "val_images": 2}
+
+
+def _fast(params, *names):
+    """The smoke profile restricted to ``names``, with validation cut to the bone."""
+    chosen = {n: dataclasses.replace(params.models[n], train={**params.models[n].train, **FAST}) for n in names}
+    return dataclasses.replace(params, models=chosen)
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return load_params("smoke")
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    calls = {"train": 0, "pretrain": 0}
+    train_orig, pre_orig = train_module.train_model, pretrain_module.pretrain_backbone
+
+    def train_spy(*args, **kwargs):
+        calls["train"] += 1
+        return train_orig(*args, **kwargs)
+
+    def pre_spy(*args, **kwargs):
+        calls["pretrain"] += 1
+        return pre_orig(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_model", train_spy)
+    monkeypatch.setattr(pretrain_module, "pretrain_backbone", pre_spy)
+    return calls
+
+
+def test_get_model_trains_once_then_loads_from_cache(smoke, tmp_path, spies):
+    params = _fast(smoke, "upernet_clean")
+    first = zoo.get_model(params, "upernet_clean", progress=False, root=tmp_path)
+    assert spies == {"train": 1, "pretrain": 1}  # clean init: the clean digit classifier is pre-trained first
+    assert not first.training
+    folder = zoo.model_dir(params, "upernet_clean", tmp_path)
+    assert folder.parent == tmp_path / "smoke" and folder.name.startswith("upernet_clean-")
+    assert {"model.safetensors", "model.safetensors.json", "params.json", "train_log.csv"} <= {
+        p.name for p in folder.iterdir()
+    }
+    mtime = (folder / "model.safetensors").stat().st_mtime_ns
+    second = zoo.get_model(params, "upernet_clean", progress=False, root=tmp_path)
+    assert spies == {"train": 1, "pretrain": 1}
+    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+    assert not second.training
+    for (k, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    manifest = json.loads((folder / "params.json").read_text())
+    assert manifest["key"] == zoo.model_key(params, "upernet_clean")
+    assert manifest["train"]["epochs"] == params.train_for("upernet_clean").epochs
+
+    log = zoo.training_log(params, "upernet_clean", root=tmp_path)
+    assert isinstance(log, pd.DataFrame) and list(log["epoch"]) == [1]
+    table = zoo.list_zoo(params, root=tmp_path)
+    assert table.set_index("name").loc["upernet_clean", "cached"]
+
+
+def test_backbone_is_shared_between_models_and_env_root(smoke, tmp_path, spies, monkeypatch):
+    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path))
+    params = _fast(smoke, "upernet_at2_e", "upernet_clean")
+    zoo.get_model(params, "upernet_clean", progress=False)
+    zoo.get_model(params, "upernet_at2_e", progress=False)
+    assert spies == {"train": 2, "pretrain": 1}
+    path = zoo.get_backbone(params, "upernet_at2_e", progress=False)
+    assert path.is_relative_to(tmp_path / "smoke" / "backbones")
+    info = zoo.backbone_info(path)
+    assert info["kind"] == "clean" and 0 <= info["metrics"]["clean_acc"] <= 1
+
+
+def test_cache_key_covers_what_determines_the_result(smoke):
+    name = "upernet_pirat2_e"
+    key = zoo.model_key(smoke, name)
+    assert zoo.model_key(smoke, name) == key
+    changed = [
+        dataclasses.replace(smoke, train=dataclasses.replace(smoke.train, lr=smoke.train.lr * 2)),
+        dataclasses.replace(smoke, data=dataclasses.replace(smoke.data, seed=smoke.data.seed + 1)),
+        dataclasses.replace(smoke, pretrain=dataclasses.replace(smoke.pretrain, eps=4)),
+        dataclasses.replace(
+            smoke,
+            models={
+                **smoke.models,
+                name: dataclasses.replace(smoke.models[name], train={**smoke.models[name].train, "attack_steps": 3}),
+            },
+        ),
+    ]
+    for params in changed:
+        assert zoo.model_key(params, name) != key
+    described = dataclasses.replace(
+        smoke, models={**smoke.models, name: dataclasses.replace(smoke.models[name], description="other words")}
+    )
+    assert zoo.model_key(described, name) == key
+    assert zoo.model_key(smoke, "upernet_at2_e") != zoo.model_key(smoke, "upernet_pirat2_e")
+
+
+def test_missing_model_without_training_and_missing_checkpoint(smoke, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not cached"):
+        zoo.get_model(smoke, "upernet_clean", train_if_missing=False, root=tmp_path)
+    mp = dataclasses.replace(smoke.models["upernet_clean"], checkpoint="nowhere/released.safetensors")
+    params = dataclasses.replace(smoke, models={"released": mp})
+    with pytest.raises(FileNotFoundError, match=r"looked at: .*nowhere/released\.safetensors"):
+        zoo.get_model(params, "released", root=tmp_path)
+
+
+def test_checkpoint_models_load_the_file_instead_of_training(smoke, tmp_path, spies):
+    torch.manual_seed(3)
+    source = models.create_model("tiny_upernet_convnext", num_classes=smoke.data.num_classes)
+    path = models.save_checkpoint(source, tmp_path / "released.safetensors", {"note": "test"})
+    mp = dataclasses.replace(smoke.models["upernet_pirat2_e"], checkpoint=str(path))
+    params = dataclasses.replace(smoke, models={"released": mp})
+    model = zoo.get_model(params, "released", root=tmp_path / "cache")
+    assert spies == {"train": 0, "pretrain": 0}
+    for (k, a), b in zip(source.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_cli_lists_the_zoo(smoke, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    zoo.configure_parser(parser)
+    args = parser.parse_args(["--profile", "smoke", "--list", "--root", str(tmp_path)])
+    assert zoo.run_from_args(args) == 0
+    out = capsys.readouterr().out
+    assert "upernet_clean" in out and "segmenter_pirat5_e" in out
