@@ -38,7 +38,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -286,7 +286,7 @@ def _prepare_run_dir(out_dir: Path, description: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     if any(out_dir.glob("batch_*.pt")):
         raise RunMismatchError(f"{out_dir} holds batch files but no {_RUN_FILE}: their settings are unknown")
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     atomic_json_dump({**description, "created": created}, path)
 
 
@@ -900,7 +900,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_from_args(params: ParamSet, args: argparse.Namespace, device: str) -> tuple[str, nn.Module]:
-    name = args.model if args.model is not None else params.default_model()
+    if args.model is not None:
+        name = args.model
+    else:
+        try:
+            name = params.default_model()
+        except ParamError as err:
+            raise ParamError(f"{err}; pass --model NAME") from err
     spec = params.model(name)
     if args.checkpoint is not None:
         from robseg_lib import models
