@@ -195,9 +195,18 @@ def test_upernet_head_names_and_init() -> None:
     } <= keys
     assert not any(k.endswith("conv.bias") for k in keys if "head" in k)
     assert [m.output_size for m in (b[0] for b in model.decode_head.psp_modules)] == [1, 2, 3, 6]
-    assert torch.count_nonzero(model.decode_head.classifier.bias) == 0
-    weight = model.decode_head.fpn_bottleneck.conv.weight
+    paper = models.create_model("tiny_upernet_convnext", num_classes=7, weight_init="paper")
+    assert torch.count_nonzero(paper.decode_head.classifier.bias) == 0
+    weight = paper.decode_head.fpn_bottleneck.conv.weight
     assert abs(weight.std().item() - 0.02) < 0.001 and abs(weight.mean().item()) < 0.001
+    stem = paper.backbone.stem.stem[0].weight
+    assert abs(stem.std().item() - 0.02) < 0.005
+    # The tiny default keeps PyTorch's fan-in init: uniform with bound 1/sqrt(fan_in), std bound/sqrt(3).
+    for conv in (model.decode_head.fpn_bottleneck.conv, model.backbone.stem.stem[0]):
+        bound = conv.weight[0].numel() ** -0.5
+        assert conv.weight.abs().max() <= bound and abs(conv.weight.std().item() - bound / 3**0.5) < 0.1 * bound
+    with pytest.raises(ValueError, match="weight_init"):
+        models.create_model("tiny_upernet_convnext", num_classes=7, weight_init="xavier")
     with torch.device("meta"):
         big = models.create_model("upernet_convnext_t_cvst", num_classes=21)
     assert big.decode_head.classifier.weight.shape == (21, 512, 1, 1)

@@ -27,9 +27,12 @@ def _convnext_backbone(
     dims: tuple[int, ...],
     drop_path_rate: float,
     stem_width: int | None = None,
+    weight_init: str = "paper",
     out_norms: bool = True,
 ) -> ConvNeXtCvSt:
-    return ConvNeXtCvSt(depths, dims, drop_path_rate=drop_path_rate, stem_width=stem_width, out_norms=out_norms)
+    return ConvNeXtCvSt(
+        depths, dims, drop_path_rate=drop_path_rate, stem_width=stem_width, weight_init=weight_init, out_norms=out_norms
+    )
 
 
 def _build_upernet(
@@ -42,9 +45,17 @@ def _build_upernet(
     channels: int = 512,
     aux_channels: int = 256,
     pool_scales: tuple[int, ...] = (1, 2, 3, 6),
+    weight_init: str = "paper",
 ) -> UperNet:
-    backbone = _convnext_backbone(depths, dims, drop_path_rate, stem_width)
-    return UperNet(backbone, num_classes, channels=channels, aux_channels=aux_channels, pool_scales=pool_scales)
+    backbone = _convnext_backbone(depths, dims, drop_path_rate, stem_width, weight_init)
+    return UperNet(
+        backbone,
+        num_classes,
+        channels=channels,
+        aux_channels=aux_channels,
+        pool_scales=pool_scales,
+        weight_init=weight_init,
+    )
 
 
 def _build_segmenter(
@@ -76,7 +87,7 @@ def _build_segmenter(
 def _build_convnext_classifier(num_classes: int, cfg: Mapping[str, Any]) -> nn.Module:
     names = inspect.signature(_convnext_backbone).parameters
     backbone = _convnext_backbone(**{k: v for k, v in cfg.items() if k in names}, out_norms=False)
-    return ConvNeXtClassifier(backbone, num_classes)
+    return ConvNeXtClassifier(backbone, num_classes, weight_init=cfg.get("weight_init", "paper"))
 
 
 def _build_vit_classifier(num_classes: int, cfg: Mapping[str, Any]) -> nn.Module:
@@ -142,12 +153,13 @@ _register(
 _register(
     "tiny_upernet_convnext",
     "upernet",
-    "Tiny UPerNet + ConvNeXt-CvSt for 64x64 DigitScenes on CPU",
+    "Tiny UPerNet + ConvNeXt-CvSt for DigitScenes on CPU (fan-in init: see convnext.WEIGHT_INITS)",
     depths=(1, 1, 2, 1),
     dims=(16, 32, 64, 128),
     drop_path_rate=0.1,
     channels=32,
     aux_channels=32,
+    weight_init="fan_in",
 )
 _register(
     "tiny_segmenter_vit",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .convnext import ConvNeXtCvSt
+from .convnext import WEIGHT_INITS, ConvNeXtCvSt
 
 __all__ = ["ConvModule", "FCNHead", "UperNet", "UperNetHead"]
 
@@ -109,6 +109,8 @@ class UperNet(nn.Module):
         aux_channels: auxiliary-head width (256 in the paper).
         pool_scales: pyramid pooling scales.
         aux_in_index: backbone level fed to the auxiliary head (2 = stride 16).
+        weight_init: ``"paper"``: normal (std 0.02) head convs; ``"fan_in"``: PyTorch's defaults (see
+            :data:`robseg_lib.models.convnext.WEIGHT_INITS`).
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class UperNet(nn.Module):
         aux_channels: int = 256,
         pool_scales: Sequence[int] = (1, 2, 3, 6),
         aux_in_index: int = 2,
+        weight_init: str = "paper",
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -131,8 +134,11 @@ class UperNet(nn.Module):
         self.backbone = backbone
         self.decode_head = UperNetHead(in_channels, channels, num_classes, pool_scales)
         self.auxiliary_head = FCNHead(in_channels[aux_in_index], aux_channels, num_classes)
-        self.decode_head.apply(_init_head)
-        self.auxiliary_head.apply(_init_head)
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(f"unknown weight_init {weight_init!r}; valid: {', '.join(WEIGHT_INITS)}")
+        if weight_init == "paper":
+            self.decode_head.apply(_init_head)
+            self.auxiliary_head.apply(_init_head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, K, H, W) for images (N, 3, H, W) in [0, 1]."""
