@@ -1,14 +1,16 @@
-"""Build the book: offline JavaScript assets, papermill-executed notebooks, then jupyter-book HTML.
+"""Build the book: offline JavaScript assets, benchmarks, papermill-executed notebooks, then jupyter-book HTML.
 
-``python -m robseg_lib book --profile tiny`` (what ``make book`` runs) does three steps:
+``python -m robseg_lib book --profile tiny`` (what ``make book`` runs) does four steps:
 
 1. ``fetch_widget_js`` and ``fetch_mathjax`` copy the ipywidgets embedder, RequireJS and MathJax from npm
    packages into ``book/_static/widgets/`` and ``book/_offline/`` (both git-ignored), so widgets and
    formulas render without a network.
-2. ``execute_notebooks`` runs every ``notebooks/<name>.ipynb`` that the toc lists under ``_generated/``
+2. ``run_benchmarks`` runs each ``benchmarks/bench_*.py`` whose JSON file in ``results/benchmarks/`` is missing
+   (all of them with ``--rerun-benchmarks``), so the performance and status pages have numbers.
+3. ``execute_notebooks`` runs every ``notebooks/<name>.ipynb`` that the toc lists under ``_generated/``
    with papermill into ``book/_generated/<name>.ipynb``; a notebook whose inputs (the notebook, the
    library, the profile's parameter files, the profile name) are unchanged is not run again.
-3. ``build_html`` renders the book with ``jupyter-book build ... -W -n --keep-going``: any warning fails.
+4. ``build_html`` renders the book with ``jupyter-book build ... -W -n --keep-going``: any warning fails.
 
 Every path is a parameter, so tests build throwaway books in a temporary folder. This module is repository
 tooling: its default paths assume the source checkout (an editable install).
@@ -39,9 +41,11 @@ from traitlets.config import Config
 
 __all__ = [
     "REPO_ROOT",
+    "RESULT_PAGES",
     "BookBuildError",
     "NotebookExecutionError",
     "NotebookRun",
+    "benchmark_scripts",
     "build_book",
     "build_html",
     "configure_parser",
@@ -50,6 +54,7 @@ __all__ = [
     "fetch_widget_js",
     "input_stamp",
     "notebooks_in_toc",
+    "run_benchmarks",
     "run_from_args",
 ]
 
@@ -57,6 +62,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _GENERATED = "_generated"
 _TRACEBACK_LINES = 25  # lines of a failing notebook's traceback shown in the error
 _WARNING_LINES = 60  # warning lines of a failed jupyter-book build shown in the error
+_BENCHMARK_PROFILE = "tiny"  # the benchmarks always measure the tiny profile's models and sizes
+RESULT_PAGES = ("reproduction_status", "performance")
+"""Pages that only read what the other chapters and the benchmarks stored: they run again when results change."""
 
 
 class BookBuildError(RuntimeError):
@@ -295,6 +303,66 @@ def fetch_mathjax(extra_dir: Path, cache_dir: Path | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
+# Benchmarks: the JSON files that the performance and status pages read
+
+
+def benchmark_scripts(root: Path = REPO_ROOT) -> list[Path]:
+    """The benchmark scripts ``root/benchmarks/bench_*.py``, sorted by name.
+
+    Args:
+        root: Repository root.
+    """
+    return sorted((Path(root) / "benchmarks").glob("bench_*.py"))
+
+
+def _run_benchmark(script: Path, out: Path, root: Path) -> None:
+    """Run one benchmark script at its defaults in a process of its own, writing its JSON file to ``out``.
+
+    A process of its own, because the scripts set process-wide state (torch threads, malloc thresholds).
+    """
+    command = [sys.executable, str(script), "--out", str(out)]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    problem = f"failed (exit {result.returncode})" if result.returncode != 0 else f"wrote no {out}"
+    if result.returncode != 0 or not out.is_file():
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-_TRACEBACK_LINES:])
+        raise BookBuildError(f"benchmark {script.name} {problem}:\n{tail}\nrerun it alone: {sys.executable} {script}")
+
+
+def run_benchmarks(force: bool = False, *, root: Path = REPO_ROOT) -> list[str]:
+    """Run the benchmark scripts whose JSON file is missing; with ``force``, all of them.
+
+    Each of ``benchmark_scripts(root)`` runs at its defaults (the tiny profile's models and sizes, on any
+    profile: the files are shared by all) into ``results/benchmarks/<script>.json``
+    (``robseg_lib.claims.benchmark_path``; ``$ROBSEG_RESULTS`` overrides ``results/``). A file that exists
+    is kept as it is; pages that were executed before a re-run show the new numbers only when executed again.
+
+    Args:
+        force: Measure again even where the file exists (``--rerun-benchmarks``).
+        root: Repository root holding ``benchmarks/``.
+
+    Returns:
+        Names of the scripts that ran.
+
+    Raises:
+        BookBuildError: A script failed or wrote no file; the message shows the end of its output.
+    """
+    from robseg_lib import claims, params  # deferred: they import torch
+
+    ran = []
+    for script in benchmark_scripts(root):
+        out = claims.benchmark_path(params.load_params(_BENCHMARK_PROFILE), script.stem)
+        if out.is_file() and not force:
+            _log(f"benchmark {script.stem}: kept {out}")
+            continue
+        _log(f"benchmark {script.stem}: measuring ...")
+        start = time.perf_counter()
+        _run_benchmark(script, out, Path(root))
+        _log(f"benchmark {script.stem}: {time.perf_counter() - start:.1f} s, wrote {out}")
+        ran.append(script.stem)
+    return ran
+
+
+# --------------------------------------------------------------------------------------------------
 # Notebook execution (papermill) with an input-hash cache
 
 
@@ -354,17 +422,21 @@ def _files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def input_stamp(notebook: Path, profile: str, root: Path = REPO_ROOT) -> str:
+def input_stamp(notebook: Path, profile: str, root: Path = REPO_ROOT, results: Path | None = None) -> str:
     """Hash of everything a notebook's output depends on: the notebook, the library, the profile.
 
     The library part covers every file of ``root/robseg_lib`` (code and packaged paper data), the profile
     part every file of ``root/params/<profile>/`` plus the profile name itself. Contents are hashed, not
     modification times: saving or checking out a file without changing it does not trigger a re-run.
+    Pages of :data:`RESULT_PAGES` also depend on the stored results (``results/<profile>/`` and
+    ``results/benchmarks/``); for those, paths, sizes and modification times are hashed (results are written
+    once, atomically, so a new time means new content).
 
     Args:
         notebook: The source notebook.
         profile: Profile name passed as the ``profile`` parameter.
         root: Repository root holding ``robseg_lib/`` and ``params/``.
+        results: Results root; default :func:`robseg_lib.evaluate.results_root`.
     """
     root = Path(root)
     files = [Path(notebook), *_files_under(root / "robseg_lib"), *_files_under(root / "params" / profile)]
@@ -373,6 +445,15 @@ def input_stamp(notebook: Path, profile: str, root: Path = REPO_ROOT) -> str:
         label = path.relative_to(root) if path.is_relative_to(root) else path
         digest.update(f"{label.as_posix()}\n".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
+    if Path(notebook).stem in RESULT_PAGES:
+        if results is None:
+            from robseg_lib.evaluate import results_root  # deferred: it imports torch
+
+            results = results_root()
+        for folder in (Path(results) / profile, Path(results) / "benchmarks"):
+            for path in _files_under(folder):
+                stat = path.stat()
+                digest.update(f"{path.relative_to(results).as_posix()} {stat.st_size} {stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -592,8 +673,10 @@ def build_book(
     config: Path | None = None,
     output_dir: Path | None = None,
     npm_cache: Path | None = None,
+    benchmarks: bool = True,
+    rerun_benchmarks: bool = False,
 ) -> Path:
-    """Fetch the offline JS, execute the notebooks (cached) and render the HTML; prints step timings.
+    """Fetch the offline JS, run missing benchmarks, execute the notebooks (cached), render the HTML; prints timings.
 
     Args:
         profile: Parameter profile the notebooks run on.
@@ -605,6 +688,9 @@ def build_book(
         config: ``_config.yml``; default ``root/_config.yml``.
         output_dir: ``--path-output``; default ``root`` (HTML in ``root/_build/html``).
         npm_cache: Cache of npm tarballs; default ``cache/npm/`` of the repository.
+        benchmarks: Run the benchmarks whose JSON file is missing (minutes) before the notebooks; ``False``
+            leaves the performance page with what is stored (tests build throwaway books this way).
+        rerun_benchmarks: Run every benchmark again, not only those whose JSON file is missing.
 
     Returns:
         Path of the built ``index.html``.
@@ -621,6 +707,11 @@ def build_book(
     fetch_widget_js(book_dir / "_static", npm_cache)
     fetch_mathjax(book_dir / "_offline", npm_cache)
     _log(f"offline JS assets ready in {time.perf_counter() - start:.1f} s")
+
+    if benchmarks or rerun_benchmarks:
+        start = time.perf_counter()
+        measured = run_benchmarks(rerun_benchmarks, root=root)
+        _log(f"benchmarks: {len(measured)} measured, {time.perf_counter() - start:.1f} s")
 
     start = time.perf_counter()
     generated = book_dir / _GENERATED
@@ -647,15 +738,24 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-html", action="store_true", help="execute the notebooks, skip the HTML build")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="per-cell time limit")
+    parser.add_argument(
+        "--rerun-benchmarks",
+        action="store_true",
+        help="measure every benchmark again (default: only those without a results/benchmarks/ file)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the book build chosen on the command line; returns the exit status (1 on a build failure)."""
     try:
         if args.no_html:
+            _check_profile(args.profile, REPO_ROOT)  # before the benchmarks, which take minutes
+            run_benchmarks(args.rerun_benchmarks)
             execute_notebooks(args.profile, args.only, force=args.force, timeout=args.timeout)
         else:
-            index = build_book(args.profile, args.force, args.only, args.timeout)
+            index = build_book(
+                args.profile, args.force, args.only, args.timeout, rerun_benchmarks=args.rerun_benchmarks
+            )
             print(f"open {index.as_uri()}")
     except BookBuildError as err:
         print(f"error: {err}", file=sys.stderr)

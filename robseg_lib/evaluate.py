@@ -72,6 +72,7 @@ __all__ = [
     "evaluate_profile",
     "load_results",
     "resolve_class_weights",
+    "results_root",
     "run_from_args",
 ]
 
@@ -787,7 +788,8 @@ def aggregate(out_dir: str | Path) -> EvaluationResult:
 # Profiles and the command line
 
 
-def _results_root() -> Path:
+def results_root() -> Path:
+    """The root of every stored result: ``$ROBSEG_RESULTS``, else ``results/`` of the checkout."""
     return Path(os.environ.get("ROBSEG_RESULTS", params_root().parent / "results"))
 
 
@@ -804,7 +806,7 @@ def default_out_dir(
     """``results/<profile>/sea/<model>/eps<e>_it<n>_img<n>_bs<b>_seed<s>_<weights>`` (``$ROBSEG_RESULTS`` overrides
     ``results/``)."""
     name = f"eps{eps:g}_it{n_iter}_img{n_images}_bs{batch_size}_seed{seed}_{class_weights}"
-    return _results_root() / profile / "sea" / model_name / name
+    return results_root() / profile / "sea" / model_name / name
 
 
 def evaluate_profile(

@@ -19,6 +19,7 @@ import yaml
 
 from robseg_lib import book_build
 from robseg_lib.book_build import (
+    RESULT_PAGES,
     BookBuildError,
     NotebookExecutionError,
     build_book,
@@ -113,6 +114,27 @@ def test_input_stamp_tracks_notebook_library_and_profile(tmp_path: Path):
         path.write_text(text)
         assert input_stamp(notebook, "smoke", root) != stamp, path
         stamp = input_stamp(notebook, "smoke", root)
+
+
+def test_input_stamp_of_result_pages_tracks_the_results(tmp_path: Path):
+    root = _throwaway_root(tmp_path, "nb", ("parameters", PARAMETERS))
+    chapter = root / "notebooks" / "nb.ipynb"
+    page = root / "notebooks" / f"{RESULT_PAGES[0]}.ipynb"
+    page.write_bytes(chapter.read_bytes())
+    results = tmp_path / "results"
+    stamps = {nb: input_stamp(nb, "smoke", root, results) for nb in (chapter, page)}
+    for path in (results / "tiny" / "x.json", results / "smoke" / "sea" / "m" / "summary.json"):
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+    assert input_stamp(chapter, "smoke", root, results) == stamps[chapter]
+    assert input_stamp(page, "smoke", root, results) != stamps[page]  # a new smoke result
+    stamp = input_stamp(page, "smoke", root, results)
+    (results / "tiny" / "x.json").write_text("{1}")  # another profile's results: irrelevant
+    assert input_stamp(page, "smoke", root, results) == stamp
+    (results / "benchmarks").mkdir()
+    (results / "benchmarks" / "bench_x.json").write_text("{}")
+    assert input_stamp(page, "smoke", root, results) != stamp
+    assert input_stamp(chapter, "smoke", root, results) == stamps[chapter]
 
 
 def test_missing_npm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -294,7 +316,9 @@ def test_smoke_book_builds(tmp_path: Path):
     shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_generated", "_static", "_offline"))
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
 
-    index = build_book("smoke", book_dir=book, config=tmp_path / "_config.yml", output_dir=tmp_path, timeout=300)
+    index = build_book(
+        "smoke", book_dir=book, config=tmp_path / "_config.yml", output_dir=tmp_path, timeout=300, benchmarks=False
+    )
 
     html = index.parent
     pages = _toc_pages(yaml.safe_load((book / "_toc.yml").read_text()))

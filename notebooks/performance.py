@@ -1,0 +1,172 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Performance
+#
+# Two of the paper's cost statements hold only if the implementation adds no hidden overhead:
+#
+# - **an APGD iteration costs one forward and one backward pass**: SEA's budget is counted in iterations (4 × 300
+#   per image in the paper), so the step, the projections, the losses and the per-image bookkeeping must be cheap
+#   beside the model. Target: one iteration costs at most 1.10 × a bare forward + backward pass of the same model
+#   on the same batch.
+# - **k-step adversarial training costs k + 1 clean training iterations**: the paper compares AT and PIR-AT at
+#   equal cost with this count, and the training logs' `cost_passes` column uses it. Target: one k-step AT
+#   iteration costs at most 1.05 × (k + 1) clean iterations of the same model and batch.
+#
+# The scripts in `benchmarks/` measure both in one run each: single-threaded process CPU time (which other
+# processes disturb far less than the wall clock), glibc's malloc thresholds pinned, and the two sides
+# interleaved, with the median over repeats. `python -m robseg_lib book` runs them when their files in
+# `results/benchmarks/` are missing (`--rerun-benchmarks` measures again), at the tiny profile's model and sizes,
+# whatever the profile of the book. The paper-scale setting, UPerNet-ConvNeXt-T at 128×128 with batch 2, takes
+# minutes on a CPU and is a manual run: `python benchmarks/bench_apgd_overhead.py --settings tiny convnext-t`.
+
+# %%
+from robseg_lib import params as rp
+
+_before = set(globals())
+
+# %% tags=["parameters"]
+profile: str = "tiny"  # parameter profile (params/<profile>/)
+
+# %%
+P = rp.notebook_parameters(globals(), _before, declared=("profile",))
+ps = rp.load_params(profile)
+
+# %%
+import json
+
+import pandas as pd
+from IPython.display import display
+
+from robseg_lib import claims, zoo
+
+files = {name: claims.benchmark_path(ps, name) for name in (*claims.BENCHMARK_TARGETS, "bench_models")}
+records = {name: json.loads(path.read_text()) for name, path in files.items() if path.is_file()}
+for name in files:
+    state = f"measured {records[name]['date']}" if name in records else "not run (python -m robseg_lib book runs it)"
+    print(f"benchmarks/{name}.py: {state}")
+
+# %% [markdown]
+# ## Cost ratios
+#
+# One row per measured setting: the median ratio of the run and its target. A benchmark that has not run is
+# listed as such; the reproduction status page reads the same files.
+
+# %%
+table = claims.benchmark_table({name: records[name] for name in claims.BENCHMARK_TARGETS if name in records})
+rows = [
+    {
+        "benchmark": r.benchmark,
+        "setting": r.setting,
+        "claim": claims.BENCHMARK_TARGETS[r.benchmark],
+        "ratio": round(r.ratio, 3),
+        "target": r.target,
+        "met": "met" if r.met else "not met",
+    }
+    for r in table.itertuples()
+]
+rows += [
+    {"benchmark": name, "setting": "-", "claim": claim, "ratio": "-", "target": "-", "met": "not run"}
+    for name, claim in claims.BENCHMARK_TARGETS.items()
+    if name not in records
+]
+pd.DataFrame(rows).set_index(["benchmark", "setting"])
+
+# %% [markdown]
+# ## Timings
+#
+# The medians behind the ratios, in ms: for APGD one bare forward + backward pass and one APGD iteration, for
+# adversarial training one k-step AT iteration and k + 1 clean iterations. They are CPU times of one thread: on a
+# multi-core machine the wall-clock times of a default (multi-threaded) run are shorter.
+
+
+# %%
+def timings(record: dict) -> pd.DataFrame:
+    """The ``*_ms`` entries of a benchmark file's results, one row per setting."""
+    rows = [
+        {
+            "setting": r["setting"],
+            **{k.removesuffix("_ms").replace("_", " "): v for k, v in r.items() if k.endswith("_ms")},
+        }
+        for r in record["results"]
+    ]
+    return pd.DataFrame(rows).set_index("setting").round(1)
+
+
+for name in claims.BENCHMARK_TARGETS:
+    if name in records:
+        print(f"{name}, ms")
+        display(timings(records[name]))
+
+# %% [markdown]
+# ## The machine
+#
+# Where and how each benchmark ran. Ratios of one machine can differ on another (other CPU, vector units, torch
+# build); the machine's load matters less, since both sides of each ratio are measured alike.
+
+# %%
+machine = {
+    name: {
+        "date": record["date"],
+        **record["machine"],
+        "clock": record["options"].get("clock", "-"),
+        "malloc pinned": record["options"].get("malloc_pinned", "-"),
+    }
+    for name, record in records.items()
+}
+if machine:
+    display(pd.DataFrame(machine).fillna("-"))
+else:
+    print("no benchmark has run yet")
+
+# %% [markdown]
+# ## Model sizes and step times
+#
+# Parameters and wall-clock times (ms) of one training step (forward with the auxiliary head, loss, backward)
+# and one evaluation forward pass of the tiny models, at the tiny profile's training batch and image size with
+# two threads. On a shared machine the minimum is the better estimate.
+
+# %%
+if "bench_models" in records:
+    columns = {
+        "params_m": "params (M)",
+        "train_median_ms": "train step, median",
+        "train_min_ms": "train step, min",
+        "eval_median_ms": "eval forward, median",
+        "eval_min_ms": "eval forward, min",
+    }
+    sizes = pd.DataFrame(records["bench_models"]["results"]).set_index("model")[list(columns)].rename(columns=columns)
+    options = records["bench_models"]["options"]
+    print(f"batch {options['batch']}, {options['size']}x{options['size']}, {options['threads']} threads")
+    display(sizes.round(2))
+else:
+    print("bench_models has not run: python benchmarks/bench_models.py")
+
+# %% [markdown]
+# ## Training wall times of the zoo
+#
+# What training each model of the profile's zoo took, read from its training log (nothing is trained here; a
+# model that is not in the cache is listed as not trained). `cost_passes` counts training iterations in clean
+# units, k + 1 per k-step AT iteration; the seconds per cost unit are roughly equal across regimes when that count
+# holds. Wall times include validation and are those of the machine that trained the model.
+
+# %%
+runs = zoo.list_zoo(ps).set_index("name")
+runs["wall time (s)"] = runs["wall_time_s"].round(1)
+runs["cost_passes"] = runs["cost_passes"].astype("Int64")
+runs["s per cost unit"] = (runs["wall_time_s"] / runs["cost_passes"]).round(3)
+measured = ["wall time (s)", "cost_passes", "s per cost unit"]
+runs = runs[["regime", "attack_steps", "epochs", "cached", *measured]].astype({name: object for name in measured})
+runs.loc[~runs["cached"], measured] = "not trained"
+runs.drop(columns="cached")
