@@ -359,3 +359,18 @@ def test_paper_segmenter_odd_input_size() -> None:
     model = models.create_model("segmenter_vit_s", num_classes=21).eval()
     with torch.no_grad():
         assert model(torch.rand(1, 3, 70, 50)).shape == (1, 21, 70, 50)
+
+
+def test_tiny_convnext_centres_its_input_and_paper_models_do_not() -> None:
+    """Tiny models subtract each image's mean colour first, so a constant colour shift does not change them."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 0.5
+    shift = torch.tensor([0.3, -0.1, 0.2]).view(1, 3, 1, 1)
+    tiny = models.create_model("tiny_upernet_convnext", num_classes=5).eval()
+    classifier = models.create_classifier("tiny_upernet_convnext", num_classes=5).eval()
+    plain = models.create_model("tiny_upernet_convnext", num_classes=5, center_input=False).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tiny(x + shift), tiny(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(classifier(x + shift), classifier(x), atol=1e-5, rtol=0)
+        assert (plain(x + shift) - plain(x)).abs().max() > 1e-3
+    assert not models.create_model("upernet_convnext_t_cvst", num_classes=21).backbone.center_input

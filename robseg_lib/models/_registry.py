@@ -28,10 +28,17 @@ def _convnext_backbone(
     drop_path_rate: float,
     stem_width: int | None = None,
     weight_init: str = "paper",
+    center_input: bool = False,
     out_norms: bool = True,
 ) -> ConvNeXtCvSt:
     return ConvNeXtCvSt(
-        depths, dims, drop_path_rate=drop_path_rate, stem_width=stem_width, weight_init=weight_init, out_norms=out_norms
+        depths,
+        dims,
+        drop_path_rate=drop_path_rate,
+        stem_width=stem_width,
+        weight_init=weight_init,
+        center_input=center_input,
+        out_norms=out_norms,
     )
 
 
@@ -46,8 +53,9 @@ def _build_upernet(
     aux_channels: int = 256,
     pool_scales: tuple[int, ...] = (1, 2, 3, 6),
     weight_init: str = "paper",
+    center_input: bool = False,
 ) -> UperNet:
-    backbone = _convnext_backbone(depths, dims, drop_path_rate, stem_width, weight_init)
+    backbone = _convnext_backbone(depths, dims, drop_path_rate, stem_width, weight_init, center_input)
     return UperNet(
         backbone,
         num_classes,
@@ -153,18 +161,19 @@ _register(
 _register(
     "tiny_upernet_convnext",
     "upernet",
-    "Tiny UPerNet + ConvNeXt-CvSt for DigitScenes on CPU (fan-in init: see convnext.WEIGHT_INITS)",
+    "Tiny UPerNet + ConvNeXt-CvSt for DigitScenes on CPU (fan-in init, centred input: see models.convnext)",
     depths=(1, 1, 2, 1),
     dims=(16, 32, 64, 128),
     drop_path_rate=0.1,
     channels=32,
     aux_channels=32,
     weight_init="fan_in",
+    center_input=True,
 )
 _register(
     "tiny_segmenter_vit",
     "segmenter",
-    "Tiny Segmenter + ViT (patch 8) for 64x64 DigitScenes on CPU",
+    "Tiny Segmenter + ViT (patch 8) for DigitScenes on CPU",
     img_size=64,
     patch_size=8,
     embed_dim=64,
