@@ -10,8 +10,9 @@ with :func:`robseg_lib.train.train_model` (resuming an interrupted run) and stor
 * ``train_log.csv``: the training log.
 
 The key is a hash of everything that determines the result: the data parameters (except the local root
-folder), the model's effective training parameters, its model entry (except the description), the key of its
-backbone (pre-training parameters, or the content of a backbone file) and the library version. Changing any of
+folder), the model's effective training parameters, its model entry (except the description), the registry's
+configuration of its architecture, the key of its backbone (pre-training parameters and architecture
+configuration, or the content of a backbone file) and the library version. Changing any of
 them gives a new folder; old folders stay until deleted. The cache root is ``root=``, else the environment
 variable ``ROBSEG_CACHE``, else ``cache/`` in the checkout. A file lock serialises concurrent requests for the
 same entry (two notebooks asking for one model train it once).
@@ -113,7 +114,20 @@ def _backbone_payload(params: ParamSet, arch: str, kind: str) -> dict[str, Any]:
             f"profile {params.profile!r} has no pretrain section ({params.source}); a {kind} backbone for {arch!r} "
             "must then come from backbone_checkpoint"
         )
-    return {"arch": arch, "kind": kind, "pretrain": dataclasses.asdict(params.pretrain), "version": _version()}
+    return {
+        "arch": arch,
+        "arch_config": _arch_config(arch),
+        "kind": kind,
+        "pretrain": dataclasses.asdict(params.pretrain),
+        "version": _version(),
+    }
+
+
+def _arch_config(arch: str) -> dict[str, Any]:
+    """The registry's resolved configuration of ``arch``: changing a registered default gives a new key."""
+    from robseg_lib import models
+
+    return models.model_config(arch)
 
 
 def _backbone_dir(params: ParamSet, arch: str, kind: str, root: str | Path | None) -> Path:
@@ -139,6 +153,7 @@ def _manifest(params: ParamSet, name: str) -> dict[str, Any]:
         "data": data,
         "train": dataclasses.asdict(params.train_for(name)),
         "model": model,
+        "arch_config": _arch_config(mp.arch),
         "backbone": _backbone_identity(params, name),
         "version": _version(),
     }

@@ -111,6 +111,19 @@ def test_cache_key_covers_what_determines_the_result(smoke):
     assert zoo.model_key(smoke, "upernet_at2_e") != zoo.model_key(smoke, "upernet_pirat2_e")
 
 
+def test_cache_key_covers_the_registered_architecture(smoke, monkeypatch):
+    """A changed registry default (e.g. the tiny models' init) must not load weights trained for the old one."""
+    from robseg_lib.models import _registry
+
+    name = "upernet_pirat2_e"
+    key, backbone = zoo.model_key(smoke, name), zoo._backbone_dir(smoke, "tiny_upernet_convnext", "robust", None)
+    entry = _registry._MODELS["tiny_upernet_convnext"]
+    changed = dataclasses.replace(entry, defaults={**entry.defaults, "drop_path_rate": 0.2})
+    monkeypatch.setitem(_registry._MODELS, "tiny_upernet_convnext", changed)
+    assert zoo.model_key(smoke, name) != key
+    assert zoo._backbone_dir(smoke, "tiny_upernet_convnext", "robust", None) != backbone
+
+
 def test_missing_model_without_training_and_missing_checkpoint(smoke, tmp_path):
     with pytest.raises(FileNotFoundError, match="not cached"):
         zoo.get_model(smoke, "upernet_clean", train_if_missing=False, root=tmp_path)
