@@ -310,14 +310,14 @@ def test_throwaway_book_builds_warning_free(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.mark.book
 @pytest.mark.slow
-def test_smoke_book_builds(tmp_path: Path):
-    """The real book on the ``smoke`` profile, from a clean build folder, with ``-W``."""
-    book = tmp_path / "book"
-    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_generated", "_static", "_offline"))
-    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+def test_smoke_book_builds(smoke_book: Path):
+    """The real book on the ``smoke`` profile, from a clean build folder, with ``-W``.
 
+    Chapters already executed by tests/test_notebooks_run.py in this session are reused (input stamps).
+    """
+    book, folder = smoke_book, smoke_book.parent
     index = build_book(
-        "smoke", book_dir=book, config=tmp_path / "_config.yml", output_dir=tmp_path, timeout=300, benchmarks=False
+        "smoke", book_dir=book, config=folder / "_config.yml", output_dir=folder, timeout=300, benchmarks=False
     )
 
     html = index.parent

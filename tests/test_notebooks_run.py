@@ -21,8 +21,8 @@ pytestmark = pytest.mark.notebooks
 
 
 @pytest.mark.parametrize("name", notebooks_in_toc(ROOT / "book" / "_toc.yml"))
-def test_notebook_runs_clean_on_smoke(name: str, tmp_path: Path):
-    (run,) = execute_notebooks("smoke", [name], out_dir=tmp_path, force=True, timeout=CELL_TIMEOUT_S)
+def test_notebook_runs_clean_on_smoke(name: str, smoke_book: Path):
+    (run,) = execute_notebooks("smoke", [name], out_dir=smoke_book / "_generated", timeout=CELL_TIMEOUT_S)
     notebook = nbformat.read(run.output, as_version=4)
     problems = []
     for index, cell in enumerate(notebook.cells):

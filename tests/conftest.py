@@ -1,0 +1,24 @@
+"""Fixtures shared by test modules."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``book/`` (without generated or fetched files) and ``_config.yml`` in a session folder.
+
+    The notebook tests execute the chapters on the ``smoke`` profile into its ``_generated/`` and the book test
+    renders it: both go through ``book_build``'s input stamps, so each chapter runs once per session.
+    """
+    folder = tmp_path_factory.mktemp("smoke_book")
+    book = folder / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_generated", "_static", "_offline"))
+    shutil.copy(ROOT / "_config.yml", folder / "_config.yml")
+    return book
