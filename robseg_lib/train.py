@@ -662,6 +662,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model name of the profile's models.yaml")
     parser.add_argument("--out", default=None, help="output folder (default: the model's zoo cache folder)")
     parser.add_argument("--backbone", default=None, help="backbone file (default: backbone_checkpoint or the zoo's)")
+    parser.add_argument("--data-root", default=None, help="local folder of the data set (overrides data.root)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda:<local rank> if available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -671,6 +672,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     from robseg_lib import zoo
 
     params = load_params(args.params)
+    if args.data_root is not None:
+        params = dataclasses.replace(params, data=dataclasses.replace(params.data, root=args.data_root))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = args.device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu")

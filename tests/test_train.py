@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from robseg_lib.train import (
 )
 
 NUM_CLASSES = 11
+VOC_PARAMS = Path(__file__).resolve().parents[1] / "params" / "voc" / "upernet_convnext_t_cvst.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +307,61 @@ def test_ddp_two_gloo_processes_equal_one_process(smoke_data, smoke, tmp_path):
     rows_ddp = _read_log(tmp_path / "ddp" / "train_log.csv")
     for a, b in zip(rows_single, rows_ddp, strict=True):
         assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), abs=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+def _cli(*argv: str):
+    import argparse
+
+    from robseg_lib.train import configure_parser
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_cli_trains_a_smoke_model_into_out(tmp_path, monkeypatch, capsys):
+    from robseg_lib.train import run_from_args
+
+    monkeypatch.setenv("ROBSEG_CACHE", str(tmp_path / "cache"))
+    args = _cli("--params", "smoke", "--model", "upernet_clean", "--out", str(tmp_path / "run"), "--no-progress")
+    assert run_from_args(args) == 0
+    assert "trained upernet_clean" in capsys.readouterr().out
+    meta = models.read_checkpoint_meta(tmp_path / "run" / "model.safetensors")
+    assert meta["name"] == "upernet_clean" and meta["profile"] == "smoke"
+    assert [int(r["epoch"]) for r in _read_log(tmp_path / "run" / "train_log.csv")] == [1]
+
+
+def test_cli_data_root_and_backbone_reach_training(tmp_path, monkeypatch):
+    """Paper scale: --data-root overrides data.root and --backbone is used as given (nothing is pre-trained)."""
+    from robseg_lib import train, zoo
+
+    seen = {}
+
+    def fake_train_model(params, name, out, *, backbone, device, progress):
+        seen.update(root=params.data.root, name=name, out=out, backbone=backbone, device=device)
+
+        class Result:
+            out_dir, wall_time_s, final = out, 0.0, {}
+
+        return Result()
+
+    monkeypatch.setattr(train, "train_model", fake_train_model)
+    monkeypatch.setattr(zoo, "get_backbone", lambda *a, **k: pytest.fail("the zoo must not pre-train a backbone"))
+    backbone = tmp_path / "robust.pt"
+    backbone.write_bytes(b"")
+    name = "upernet_convnext_t_cvst_pirat_5s_50ep"
+    args = _cli(
+        "--params", str(VOC_PARAMS), "--model", name, "--backbone", str(backbone),
+        "--data-root", str(tmp_path / "VOCdevkit"), "--out", str(tmp_path / "run"), "--device", "cpu",
+    )  # fmt: skip
+    assert train.run_from_args(args) == 0
+    assert seen == {
+        "root": str(tmp_path / "VOCdevkit"),
+        "name": name,
+        "out": tmp_path / "run",
+        "backbone": str(backbone),
+        "device": "cpu",
+    }
