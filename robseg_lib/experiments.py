@@ -54,6 +54,7 @@ __all__ = [
     "SEA_TABLES",
     "SEED_ORDER",
     "AttackSpec",
+    "attack_batch",
     "attack_summary",
     "clean_beside",
     "counterpart_label",
@@ -139,7 +140,7 @@ class AttackSpec:
         if self.kind == "sea" and not self.losses:
             return "sea"
         method = {"sea": "red", "apgd": "red", "apgd-const": "const", "apgd-restarts": "const", "pgd": "pgd"}
-        return functools.partial(_attack_batch, method=method[self.kind], restarts=self.restarts)
+        return functools.partial(attack_batch, method=method[self.kind], restarts=self.restarts)
 
 
 def parse_attack(spec: str) -> AttackSpec:
@@ -178,7 +179,7 @@ def _check_loss(name: str, spec: str) -> str:
     return name
 
 
-def _attack_batch(
+def attack_batch(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,

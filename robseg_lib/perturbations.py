@@ -33,7 +33,7 @@ from robseg_lib._io import atomic_torch_save
 from robseg_lib.attacks import apgd, attack_mode, batch_seed
 from robseg_lib.data import dataset_from_params
 from robseg_lib.evaluate import EvaluationResult
-from robseg_lib.experiments import SEED_ORDER
+from robseg_lib.experiments import attack_batch
 from robseg_lib.params import ParamSet
 from robseg_lib.plots import class_legend, colourise
 from robseg_lib.reporting import AdversarialExample, adversarial_example
@@ -379,37 +379,13 @@ class _Source:
         return f"Source({self.name!r}, key={self.key!r})"
 
 
-def _transfer_batch(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    source: _Source,
-    eps: float,
-    num_classes: int,
-    n_iter: int,
-    losses: Sequence[str],
-    ignore_index: int,
-    class_weights: torch.Tensor | None,
-    seed: int,
-    batch_index: int,
-) -> dict[str, torch.Tensor]:
-    """Red-ε APGD on each loss against the source model; the evaluator scores the images on ``model``."""
-    del model, num_classes
-    return {
-        loss: apgd(
-            source.model,
-            x,
-            y,
-            eps,
-            loss=loss,
-            n_iter=n_iter,
-            ignore_index=ignore_index,
-            class_weights=class_weights,
-            seed=batch_seed(seed, batch_index, SEED_ORDER.index(loss)),
-        )
-        for loss in losses
-    }
+def _transfer_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, source: _Source, **attack) -> dict:
+    """Red-ε APGD on each loss against the source model; the evaluator scores the images on ``model``.
+
+    The attack (and its seeds) is the one :mod:`robseg_lib.experiments` runs for ``apgd:<loss>``.
+    """
+    del model
+    return attack_batch(source.model, x, y, method="red", **attack)
 
 
 def transfer_run(
