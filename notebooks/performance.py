@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -44,16 +46,14 @@ P = rp.notebook_parameters(globals(), _before, declared=("profile",))
 ps = rp.load_params(profile)
 
 # %%
-import json
-
 import pandas as pd
 from IPython.display import display
 
 from robseg_lib import claims, zoo
 
-files = {name: claims.benchmark_path(ps, name) for name in (*claims.BENCHMARK_TARGETS, "bench_models")}
-records = {name: json.loads(path.read_text()) for name, path in files.items() if path.is_file()}
-for name in files:
+names = (*claims.BENCHMARK_TARGETS, "bench_models")
+records = claims.load_benchmarks(ps, names)
+for name in names:
     state = f"measured {records[name]['date']}" if name in records else "not run (python -m robseg_lib book runs it)"
     print(f"benchmarks/{name}.py: {state}")
 
@@ -90,24 +90,11 @@ pd.DataFrame(rows).set_index(["benchmark", "setting"])
 # adversarial training one k-step AT iteration and k + 1 clean iterations. They are CPU times of one thread: on a
 # multi-core machine the wall-clock times of a default (multi-threaded) run are shorter.
 
-
 # %%
-def timings(record: dict) -> pd.DataFrame:
-    """The ``*_ms`` entries of a benchmark file's results, one row per setting."""
-    rows = [
-        {
-            "setting": r["setting"],
-            **{k.removesuffix("_ms").replace("_", " "): v for k, v in r.items() if k.endswith("_ms")},
-        }
-        for r in record["results"]
-    ]
-    return pd.DataFrame(rows).set_index("setting").round(1)
-
-
 for name in claims.BENCHMARK_TARGETS:
     if name in records:
         print(f"{name}, ms")
-        display(timings(records[name]))
+        display(claims.benchmark_timings(records[name]))
 
 # %% [markdown]
 # ## The machine

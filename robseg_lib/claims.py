@@ -46,7 +46,9 @@ __all__ = [
     "Verdict",
     "benchmark_path",
     "benchmark_table",
+    "benchmark_timings",
     "collect_evidence",
+    "load_benchmarks",
     "paper_cells",
     "paper_evidence",
     "status_table",
@@ -879,11 +881,7 @@ def collect_evidence(params: ParamSet) -> Evidence:
                 "clean_fraction": 100 * float((record["clean_pred"].long() == target).double().mean()),
             }
         )
-    benchmarks = {}
-    for name in BENCHMARK_TARGETS:
-        path = benchmark_path(params, name)
-        if path.exists():
-            benchmarks[name] = json.loads(path.read_text())
+    benchmarks = load_benchmarks(params, BENCHMARK_TARGETS)
     return Evidence(
         results=results,
         models=_models_frame(params),
@@ -894,6 +892,21 @@ def collect_evidence(params: ParamSet) -> Evidence:
         benchmarks=benchmarks,
         label=params.profile,
     )
+
+
+def load_benchmarks(params: ParamSet, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored JSON records of the named benchmarks (:func:`benchmark_path`); those not run are left out."""
+    paths = {name: benchmark_path(params, name) for name in names}
+    return {name: json.loads(path.read_text()) for name, path in paths.items() if path.is_file()}
+
+
+def benchmark_timings(record: Mapping[str, Any]) -> pd.DataFrame:
+    """The ``*_ms`` entries of one benchmark record, one row per setting (index ``setting``), rounded to 0.1 ms."""
+    rows = []
+    for item in record["results"]:
+        times = {key.removesuffix("_ms").replace("_", " "): value for key, value in item.items() if key.endswith("_ms")}
+        rows.append({"setting": item["setting"], **times})
+    return pd.DataFrame(rows).set_index("setting").round(1)
 
 
 def benchmark_table(benchmarks: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

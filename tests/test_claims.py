@@ -712,3 +712,24 @@ def test_collect_evidence_of_an_empty_results_folder(tmp_path: Path, monkeypatch
     assert ev.targeted.empty and ev.benchmarks == {}
     assert len(ev.models) == len(ps.models)
     assert set(claims.status_table(ev, paper=_evidence())["status"]) == {NOT_RUN}
+
+
+def test_load_benchmarks_and_timings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ROBSEG_RESULTS", str(tmp_path))
+    params = load_params("smoke")
+    record = {
+        "results": [
+            {"setting": "a", "ratio": 1.0, "target": 1.1, "bare_ms": 10.04, "apgd_iteration_ms": 10.96, "n": 3},
+            {"setting": "b", "ratio": 1.2, "target": 1.1, "bare_ms": 20.0},
+        ]
+    }
+    path = claims.benchmark_path(params, "bench_apgd_overhead")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    assert claims.load_benchmarks(params, ["bench_apgd_overhead", "bench_at_overhead"]) == {
+        "bench_apgd_overhead": record
+    }
+    timings = claims.benchmark_timings(record)
+    assert list(timings.index) == ["a", "b"] and list(timings.columns) == ["bare", "apgd iteration"]
+    assert timings.loc["a", "bare"] == 10.0 and timings.loc["a", "apgd iteration"] == 11.0
+    assert math.isnan(timings.loc["b", "apgd iteration"])
