@@ -81,6 +81,7 @@ class DataParams:
     train_size: int | None = _f(None, range=_POS, doc="DigitScenes training images")
     val_size: int | None = _f(None, range=_POS, doc="DigitScenes validation images")
     digits_per_image: tuple[int, int] = _f((2, 4), doc="DigitScenes: min and max digits per image")
+    train_crop: int | None = _f(None, range=_POS, doc="DigitScenes: side of the random training crops (None: whole)")
     seed: int = _f(0, range=_NONNEG, doc="generation seed")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from torch.utils.data import TensorDataset
 
 from robseg_lib import models
 from robseg_lib.data import dataset_from_params
-from robseg_lib.params import load_params
+from robseg_lib.params import ParamError, load_params
 from robseg_lib.pretrain import pretrain_backbone
 from robseg_lib.train import (
     LOG_COLUMNS,
@@ -240,6 +241,42 @@ def test_amp_on_cpu_and_bad_batch_raise(smoke, smoke_data, tmp_path):
             tmp_path,
             num_classes=NUM_CLASSES,
         )
+
+
+def test_shift_augment_crops_consistently(smoke_data):
+    base = smoke_data[0]
+    aug = ShiftAugment(base, seed=3, crop=20)
+    x, y = aug[5]
+    assert x.shape == (3, 20, 20) and y.shape == (20, 20)
+    assert torch.equal(x, aug[5][0]) and torch.equal(y, aug[5][1])
+    # Every crop pixel comes from the (edge-replicated) image: the label under it must match a window of the
+    # padded label map, and the colours a channel permutation of the image's window at the same offset.
+    image, label = base[5]
+    padded = F.pad(label[None, None].float(), (6, 6, 6, 6), mode="replicate")[0, 0].long()
+    padded_image = F.pad(image[None], (6, 6, 6, 6), mode="replicate")[0]
+    windows = [
+        (top, left)
+        for top in range(padded.shape[0] - 19)
+        for left in range(padded.shape[1] - 19)
+        if torch.equal(padded[top : top + 20, left : left + 20], y)
+        and any(
+            torch.equal(x, padded_image[list(order), top : top + 20, left : left + 20])
+            for order in itertools.permutations(range(3))
+        )
+    ]
+    assert windows
+    with pytest.raises(ValueError, match="does not fit"):
+        ShiftAugment(base, seed=3, crop=64)[0]
+
+
+def test_train_crop_is_digitscenes_only_and_fits_the_images(smoke, tmp_path):
+    name = "upernet_clean"
+    too_big = dataclasses.replace(smoke, data=dataclasses.replace(smoke.data, train_crop=smoke.data.image_size + 1))
+    with pytest.raises(ParamError, match="train_crop"):
+        train_model(too_big, name, tmp_path / "a", progress=False)
+    voc = dataclasses.replace(smoke, data=dataclasses.replace(smoke.data, name="voc", train_crop=16))
+    with pytest.raises(ParamError, match="train_crop"):
+        train_model(voc, name, tmp_path / "b", progress=False)
 
 
 def test_shift_augment_is_deterministic_and_consistent(smoke_data):
