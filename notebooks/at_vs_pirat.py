@@ -28,6 +28,7 @@
 # classifier serves every PIR-AT model). The "Robust models" page compares AT and PIR-AT at equal budgets.
 
 # %%
+from robseg_lib import experiments
 from robseg_lib import params as rp
 
 _before = set(globals())
@@ -37,7 +38,7 @@ profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: str | None = None  # comma-separated zoo models; None: every AT and PIR-AT UPerNet model of the profile
 eps: int | None = None  # L-inf radius in /255 of the speed-up table and cost figure; None: the profile's eval.eps
 n_iter: int | None = None  # APGD iterations per SEA loss; None: the profile's
-n_images: int | None = None  # validation images; None: the profile's
+n_images: int | None = None  # validation images; None: half of the profile's (experiments.sweep_images)
 batch_size: int | None = None  # images per attack batch; None: the profile's
 device: str | None = None  # torch device; None: the profile's
 seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
@@ -48,12 +49,16 @@ P = rp.notebook_parameters(
 )
 ps = rp.load_params(profile)
 ev = ps.eval_with(eps=eps, n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
-settings = {"n_iter": ev.n_iter, "n_images": ev.n_images, "batch_size": ev.batch_size, "device": ev.device}
+settings = {
+    "n_iter": ev.n_iter,
+    "n_images": n_images or experiments.sweep_images(ps),
+    "batch_size": ev.batch_size,
+    "device": ev.device,
+}
 
 # %%
 from myst_nb import glue
 
-from robseg_lib import experiments
 from robseg_lib import training_curves as tc
 
 names = models.split(",") if models else tc.adversarial_models(ps)

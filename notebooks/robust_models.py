@@ -25,6 +25,7 @@
 # so compare orderings and gaps, not values.
 
 # %%
+from robseg_lib import experiments
 from robseg_lib import params as rp
 
 _before = set(globals())
@@ -33,7 +34,7 @@ _before = set(globals())
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: str | None = None  # comma-separated zoo models; None: every model of the profile's zoo
 n_iter: int | None = None  # APGD iterations per SEA loss; None: the profile's
-n_images: int | None = None  # validation images; None: the profile's
+n_images: int | None = None  # validation images; None: half of the profile's (experiments.sweep_images)
 batch_size: int | None = None  # images per attack batch; None: the profile's
 device: str | None = None  # torch device; None: the profile's
 seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
@@ -45,12 +46,17 @@ P = rp.notebook_parameters(
 ps = rp.load_params(profile)
 ev = ps.eval_with(n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
 names = models.split(",") if models else list(ps.models)
-settings = {"n_iter": ev.n_iter, "n_images": ev.n_images, "batch_size": ev.batch_size, "device": ev.device}
+settings = {
+    "n_iter": ev.n_iter,
+    "n_images": n_images or experiments.sweep_images(ps),
+    "batch_size": ev.batch_size,
+    "device": ev.device,
+}
 
 # %%
 from myst_nb import glue
 
-from robseg_lib import experiments, zoo
+from robseg_lib import zoo
 
 frame = experiments.sweep(ps, names, ev.radii, ["sea"], seeds=[ev.seed], **settings)
 radii = ", ".join(experiments.radius_label(r) for r in ev.radii)
