@@ -19,9 +19,9 @@
 # iterations, while 500 iterations lower them by only about 0.1 points more (App. C.1; the curves are given only
 # as a plot, so there are no paper numbers to print beside ours).
 #
-# Our default profile runs SEA with N iterations per attack (the profile's `eval.n_iter`: 100 on `tiny`, a third
+# Our default profile runs SEA with N iterations per attack (the profile's `eval.n_iter`: 50 on `tiny`, a sixth
 # of the paper's 300). This page scales the paper's range the same way around N: N/10, N/4, N/2, N and 2N
-# (10, 25, 50, 100 and 200 on `tiny`, against the paper's 50 to 500 around 300). The radius is the middle one of
+# (5, 12, 25, 50 and 100 on `tiny`, against the paper's 50 to 500 around 300). The radius is the middle one of
 # the profile's radii, as the paper's 8/255 is the middle of 4, 8 and 12/255.
 
 # %%
