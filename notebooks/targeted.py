@@ -26,6 +26,11 @@
 # stated in the paper **[U]** (ALGORITHMS.md §7.3), and are book choices: APGD's step-size control tracks the
 # attacked objective itself (−JS to the target), and the returned iterate is, per image, the one with the most
 # pixels predicted as the target. No pixel is masked: ignored pixels of the labels are attacked too.
+#
+# The radius is the profile's `eval.targeted_eps`: the paper's 2/255 at paper scale, 8/255 on `tiny`, whose clean
+# model is harder to fool than the paper's (at 2/255 the attack turns only about 5 % of its pixels into digit 8;
+# the untargeted SEA needs 8/255 to bring its accuracy near zero, where the paper's clean model is there at
+# 1/255).
 
 # %%
 from robseg_lib import params as rp
@@ -35,7 +40,7 @@ _before = set(globals())
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: str | None = None  # two zoo models (clean, PIR-AT), comma-separated; None: chosen by their recipes
-eps: int = 2  # L-inf radius in /255 of the targeted attack (the paper's: 2/255)
+eps: int | None = None  # L-inf radius in /255 of the targeted attack; None: the profile's eval.targeted_eps
 n_iter: int | None = None  # APGD iterations; None: the profile's
 n_images: int | None = None  # validation images, the first ones; None: half of the profile's, in whole batches
 device: str | None = None  # torch device; None: the profile's
@@ -47,6 +52,7 @@ P = rp.notebook_parameters(
 )
 ps = rp.load_params(profile)
 ev = ps.eval_with(n_iter=n_iter, device=device, seed=seed)
+radius = eps or ps.eval.targeted_eps
 
 # %%
 import pandas as pd
@@ -62,11 +68,11 @@ else:
 val = data.dataset_from_params(ps.data, "val")
 targets = [val.class_names.index(name) for name in ("background", "digit 8")]
 images = n_images or experiments.sweep_images(ps)
-settings = {"eps": eps, "n_iter": ev.n_iter, "n_images": images, "seed": ev.seed, "device": ev.device}
+settings = {"eps": radius, "n_iter": ev.n_iter, "n_images": images, "seed": ev.seed, "device": ev.device}
 runs = {role: [perturbations.targeted_run(ps, name, t, **settings) for t in targets] for role, name in roles.items()}
 for role, name in roles.items():
     print(f"{role:7s} {name}: {ps.model(name).description}")
-print(f"red-ε APGD on -JS to the target, ε = {eps}/255, {ev.n_iter} iterations (paper: 300), {images} images")
+print(f"red-ε APGD on -JS to the target, ε = {radius}/255, {ev.n_iter} iterations (paper: 300), {images} images")
 
 # %% [markdown]
 # ## Predictions under the targeted attacks
@@ -80,7 +86,7 @@ x = torch.stack([val[i][0] for i in range(images)])
 results = {f"{role}: {roles[role]}": runs[role] for role in roles}
 for index in range(min(2, images)):
     fig = perturbations.targeted_figure(x, results, index, val.class_names, ps.data.ignore_index)
-    fig.suptitle(f"Targeted attacks at ε = {eps}/255, validation image {index}")
+    fig.suptitle(f"Targeted attacks at ε = {radius}/255, validation image {index}")
 
 # %% [markdown]
 # ## Share of pixels predicted as the target
@@ -103,4 +109,5 @@ shares.set_index(["model", "target"]).round(1)
 # DigitScenes image), and the share of digit 8 is small. A model that resists the attack keeps these shares
 # close to their values without attack; a model that does not is driven towards 100 %. The models, the data set
 # and the number of iterations differ from the paper's, so compare the gap between the two models, not the
-# values.
+# values. The reproduction status page judges the claim on digit 8 only: a target that the clean model already
+# predicts on most pixels without attack, as background, has nothing left to flip.

@@ -106,6 +106,7 @@ class Evidence:
         n_iter: the main setting's iterations (rows with other values serve the iteration claim only).
         seed: the main setting's seed (rows with other seeds serve the seed claim only).
         eps: the main radius in /255 (the paper's 4/255 in Table 3's "2.6 % Acc").
+        targeted_eps: the radius in /255 of the targeted attacks the targeted claim reads (the paper's 2/255).
         targeted: targeted-attack shares (:data:`TARGETED_COLUMNS`).
         benchmarks: ``{script name: its JSON output}``.
         label: what the evidence is (``"tiny"``, ``"paper"``).
@@ -116,6 +117,7 @@ class Evidence:
     n_iter: int
     seed: int
     eps: float
+    targeted_eps: float = 2.0
     targeted: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TARGETED_COLUMNS))
     benchmarks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     label: str = ""
@@ -569,19 +571,28 @@ def _check_transfer_at_source(ev: Evidence) -> Verdict:
 
 
 def _check_targeted(ev: Evidence) -> Verdict:
-    t = ev.targeted
+    t = ev.targeted[ev.targeted["eps_255"] == ev.targeted_eps]
     regimes = dict(zip(ev.models["model"], ev.models["regime"], strict=True))
     t = t.assign(regime=t["model"].map(regimes))
     clean, robust = t[t["regime"] == "clean"], t[t["regime"] == "pir-at"]
     joined = clean.merge(robust, on=["target", "eps_255"], suffixes=("_c", "_r"))
+    radius = f"{ev.targeted_eps:g}/255"
     if joined.empty:
-        return _not_run("no targeted attacks on both a clean and a PIR-AT model (targeted chapter)")
+        return _not_run(f"no targeted attacks at {radius} on both a clean and a PIR-AT model (targeted chapter)")
     parts = [
-        f"target {r['target']}: clean {r['fraction_c']:.0f}%, PIR-AT {r['fraction_r']:.0f}%"
+        f"target {r['target']}: clean {r['fraction_c']:.0f}% (no attack {r['clean_fraction_c']:.0f}%), "
+        f"PIR-AT {r['fraction_r']:.0f}%"
         for _, r in joined.iterrows()
     ]
-    ok = all(r["fraction_c"] >= 50 and r["fraction_r"] <= 0.5 * r["fraction_c"] for _, r in joined.iterrows())
-    why = "share of pixels predicted as the target; pass: clean model >= 50 % and PIR-AT model at most half of that"
+    # A target the clean model already predicts on most pixels (DigitScenes' background) has nothing to flip.
+    open_targets = joined[joined["clean_fraction_c"] < 50]
+    if open_targets.empty:
+        return _not_run(f"only targets the clean model predicts on most pixels without attack ({'; '.join(parts)})")
+    ok = all(r["fraction_c"] >= 50 and r["fraction_r"] <= 0.5 * r["fraction_c"] for _, r in open_targets.iterrows())
+    why = (
+        f"share of pixels predicted as the target at {radius}; pass: clean model >= 50 % and PIR-AT model at most "
+        "half of that, for every target the clean model predicts on under 50 % of pixels without attack"
+    )
     return _verdict(ok, "; ".join(parts), why)
 
 
@@ -725,8 +736,8 @@ CLAIMS: tuple[Claim, ...] = (
     ),
     Claim(
         "targeted",
-        "A targeted attack at 2/255 turns a clean model's whole prediction into the target class; the PIR-AT model "
-        "is barely affected",
+        "A targeted attack at a small radius (2/255) turns a clean model's whole prediction into the target class; "
+        "the PIR-AT model is barely affected",
         "Fig. 1, App. D",
         _check_targeted,
         paper="qualitative (no numbers)",
@@ -776,7 +787,9 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 _SETTINGS = re.compile(r"eps(?P<eps>[0-9.e+-]+)_it(?P<it>\d+)_img(?P<img>\d+)_bs(?P<bs>\d+)_seed(?P<seed>\d+)_.+")
-_TARGETED = re.compile(r"eps(?P<eps>[0-9.e+-]+)_it(?P<it>\d+)_img\d+_seed\d+_target(?P<target>\d+)_(?P<key>\w+)\.pt")
+_TARGETED = re.compile(
+    r"eps(?P<eps>[0-9.e+-]+)_it(?P<it>\d+)_img(?P<img>\d+)_seed(?P<seed>\d+)_target(?P<target>\d+)_(?P<key>\w+)\.pt"
+)
 
 
 def _attack_of(slug: str) -> str | None:
@@ -851,8 +864,9 @@ def collect_evidence(params: ParamSet) -> Evidence:
     for every smaller image count n among the profile's runs (in whole batches). A chapter that asks for fewer
     images gets exactly those from :func:`robseg_lib.experiments.run`, which writes no folder for them; with them,
     :meth:`Evidence.main` compares all attacks on the same images. Also reads the targeted-attack files of models
-    whose zoo key is current, and ``results/benchmarks/*.json``. Results of a model that was retrained since are
-    not detected here; the chapters' runs refuse them (:class:`robseg_lib.evaluate.RunMismatchError`).
+    whose zoo key is current (at the main iterations and seed), and ``results/benchmarks/*.json``. Results of a
+    model that was retrained since are not detected here; the chapters' runs refuse them
+    (:class:`robseg_lib.evaluate.RunMismatchError`).
     """
     root = profile_results_root(params)
     runs = []
@@ -864,12 +878,17 @@ def collect_evidence(params: ParamSet) -> Evidence:
     counts = {int(match["img"]) for _, _, match in runs}
     rows = [row for folder, attack, match in runs for row in _run_rows(folder, attack, match, counts)]
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    targeted = []
-    for path in sorted(root.glob("targeted/*/*.pt")):
+    files = []
+    for path in root.glob("targeted/*/*.pt"):
         match = _TARGETED.fullmatch(path.name)
         model = path.parent.name
         if match is None or model not in params.models or match["key"] != zoo.model_key(params, model):
             continue
+        if (int(match["it"]), int(match["seed"])) == (params.eval.n_iter, params.eval.seed):
+            files.append((int(match["img"]), path, match))
+    targeted = []
+    for _, path, match in sorted(files):  # fewest images first: of several image counts the largest is kept
+        model = path.parent.name
         record = torch.load(path, weights_only=True)
         target = int(match["target"])
         targeted.append(
@@ -881,6 +900,8 @@ def collect_evidence(params: ParamSet) -> Evidence:
                 "clean_fraction": 100 * float((record["clean_pred"].long() == target).double().mean()),
             }
         )
+    targeted_frame = pd.DataFrame(targeted, columns=TARGETED_COLUMNS)
+    targeted_frame = targeted_frame.drop_duplicates(["model", "target", "eps_255"], keep="last")
     benchmarks = load_benchmarks(params, BENCHMARK_TARGETS)
     return Evidence(
         results=results,
@@ -888,7 +909,8 @@ def collect_evidence(params: ParamSet) -> Evidence:
         n_iter=params.eval.n_iter,
         seed=params.eval.seed,
         eps=float(params.eval.eps),
-        targeted=pd.DataFrame(targeted, columns=TARGETED_COLUMNS),
+        targeted_eps=float(params.eval.targeted_eps),
+        targeted=targeted_frame.reset_index(drop=True),
         benchmarks=benchmarks,
         label=params.profile,
     )

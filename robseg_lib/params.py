@@ -99,6 +99,7 @@ class EvalParams:
     class_weights: str = _f("train_split", choices=("train_split", "released", "uniform"), doc="MCE-Bal class weights")
     radii: tuple[int, ...] = _f((), doc="radii in /255 that multi-radius notebooks sweep")
     model: str | None = _f(None, doc="zoo model evaluated by default (notebooks, command line)")
+    targeted_eps: int = _f(2, range=_EPS, doc="radius in /255 of the targeted attacks of Figure 1 (paper: 2/255)")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,6 +3,7 @@ evidence built for it, and reads real results folders written by the evaluation 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -359,6 +360,21 @@ def test_targeted_attack_must_flip_most_of_the_clean_model():
     assert CLAIM["targeted"].check(_targeted(("clean", 40.0), ("pir5", 10.0))).status == FAIL
 
 
+def test_targeted_leaves_out_targets_the_clean_model_already_predicts():
+    background = [("clean", 0, 2.0, 95.0, 90.0), ("pir5", 0, 2.0, 95.0, 90.0)]
+    assert CLAIM["targeted"].check(_evidence(targeted=background)).status == NOT_RUN
+    flipped = [("clean", 3, 2.0, 95.0, 5.0), ("pir5", 3, 2.0, 10.0, 5.0)]
+    assert CLAIM["targeted"].check(_evidence(targeted=background + flipped)).status == PASS
+
+
+def test_targeted_reads_only_the_profiles_targeted_radius():
+    rows = [("clean", 3, 2.0, 95.0, 5.0), ("pir5", 3, 2.0, 10.0, 5.0), ("clean", 3, 8.0, 99.0, 5.0)]
+    rows.append(("pir5", 3, 8.0, 90.0, 5.0))
+    assert CLAIM["targeted"].check(_evidence(targeted=rows)).status == PASS
+    at_8 = dataclasses.replace(_evidence(targeted=rows), targeted_eps=8.0)
+    assert CLAIM["targeted"].check(at_8).status == FAIL
+
+
 def test_an_empty_benchmark_file_is_not_run():
     ev = _evidence(benchmarks={"bench_apgd_overhead": {"results": []}})
     assert CLAIM["apgd-cost"].check(ev).status == NOT_RUN
@@ -584,6 +600,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
         (cached,) = (results / "smoke" / "targeted" / CLEAN).glob("*.pt")
         key = zoo.model_key(ps, CLEAN)
         shutil.copy(cached, cached.with_name(cached.name.replace(key, "0" * len(key))))  # a retrained model's
+        flipped = torch.load(cached, weights_only=True)
+        flipped["adv_pred"] = torch.full_like(flipped["adv_pred"], 3)
+        for old, new in ((f"_it{ps.eval.n_iter}_", "_it999_"), ("_img4_", "_img2_")):  # other iterations; fewer images
+            torch.save(flipped, cached.with_name(cached.name.replace(old, new)))
         (results / "smoke" / "targeted" / "ghost").mkdir()
         shutil.copy(cached, results / "smoke" / "targeted" / "ghost" / cached.name)  # not a model of the profile
         summary = runs["sea"].out_dir / "summary.json"
@@ -674,7 +694,7 @@ def test_main_rows_of_collected_evidence_share_their_images(tree: Tree):
 
 def test_collect_evidence_reads_current_targeted_files_and_benchmarks(tree: Tree):
     targeted = tree.evidence.targeted
-    assert len(targeted) == 1  # the stale key and the unknown model are skipped
+    assert len(targeted) == 1  # the stale key, the unknown model, other iterations and fewer images are skipped
     row = targeted.iloc[0]
     assert (row["model"], row["target"], row["eps_255"]) == (CLEAN, 3, 2.0)
     assert row["fraction"] == pytest.approx(tree.targeted.fraction)
