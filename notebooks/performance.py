@@ -5,8 +5,6 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -46,10 +44,10 @@ P = rp.notebook_parameters(globals(), _before, declared=("profile",))
 ps = rp.load_params(profile)
 
 # %%
-import pandas as pd
 from IPython.display import display
 
-from robseg_lib import claims, zoo
+from robseg_lib import claims
+from robseg_lib import training_curves as tc
 
 names = (*claims.BENCHMARK_TARGETS, "bench_models")
 records = claims.load_benchmarks(ps, names)
@@ -64,24 +62,7 @@ for name in names:
 # listed as such; the reproduction status page reads the same files.
 
 # %%
-table = claims.benchmark_table({name: records[name] for name in claims.BENCHMARK_TARGETS if name in records})
-rows = [
-    {
-        "benchmark": r.benchmark,
-        "setting": r.setting,
-        "claim": claims.BENCHMARK_TARGETS[r.benchmark],
-        "ratio": round(r.ratio, 3),
-        "target": r.target,
-        "met": "met" if r.met else "not met",
-    }
-    for r in table.itertuples()
-]
-rows += [
-    {"benchmark": name, "setting": "-", "claim": claim, "ratio": "-", "target": "-", "met": "not run"}
-    for name, claim in claims.BENCHMARK_TARGETS.items()
-    if name not in records
-]
-pd.DataFrame(rows).set_index(["benchmark", "setting"])
+claims.benchmark_summary(records)
 
 # %% [markdown]
 # ## Timings
@@ -103,17 +84,8 @@ for name in claims.BENCHMARK_TARGETS:
 # build); the machine's load matters less, since both sides of each ratio are measured alike.
 
 # %%
-machine = {
-    name: {
-        "date": record["date"],
-        **record["machine"],
-        "clock": record["options"].get("clock", "-"),
-        "malloc pinned": record["options"].get("malloc_pinned", "-"),
-    }
-    for name, record in records.items()
-}
-if machine:
-    display(pd.DataFrame(machine).fillna("-"))
+if records:
+    display(claims.benchmark_machines(records))
 else:
     print("no benchmark has run yet")
 
@@ -126,17 +98,9 @@ else:
 
 # %%
 if "bench_models" in records:
-    columns = {
-        "params_m": "params (M)",
-        "train_median_ms": "train step, median",
-        "train_min_ms": "train step, min",
-        "eval_median_ms": "eval forward, median",
-        "eval_min_ms": "eval forward, min",
-    }
-    sizes = pd.DataFrame(records["bench_models"]["results"]).set_index("model")[list(columns)].rename(columns=columns)
     options = records["bench_models"]["options"]
     print(f"batch {options['batch']}, {options['size']}x{options['size']}, {options['threads']} threads")
-    display(sizes.round(2))
+    display(claims.model_step_times(records["bench_models"]))
 else:
     print("bench_models has not run: python benchmarks/bench_models.py")
 
@@ -149,11 +113,4 @@ else:
 # holds. Wall times include validation and are those of the machine that trained the model.
 
 # %%
-runs = zoo.list_zoo(ps).set_index("name")
-runs["wall time (s)"] = runs["wall_time_s"].round(1)
-runs["cost_passes"] = runs["cost_passes"].astype("Int64")
-runs["s per cost unit"] = (runs["wall_time_s"] / runs["cost_passes"]).round(3)
-measured = ["wall time (s)", "cost_passes", "s per cost unit"]
-runs = runs[["regime", "attack_steps", "epochs", "cached", *measured]].astype({name: object for name in measured})
-runs.loc[~runs["cached"], measured] = "not trained"
-runs.drop(columns="cached")
+tc.zoo_wall_times(ps)

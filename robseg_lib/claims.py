@@ -954,6 +954,57 @@ def benchmark_table(benchmarks: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=["benchmark", "setting", "ratio", "target", "met"])
 
 
+def benchmark_summary(records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """The cost ratios of the performance page, indexed by ``(benchmark, setting)``: claim, ratio, target and
+    ``met`` / ``not met``, with one ``not run`` row for each benchmark of :data:`BENCHMARK_TARGETS` without a record.
+    """
+    measured = benchmark_table({name: records[name] for name in BENCHMARK_TARGETS if name in records})
+    rows = [
+        {
+            "benchmark": r.benchmark,
+            "setting": r.setting,
+            "claim": BENCHMARK_TARGETS[r.benchmark],
+            "ratio": round(r.ratio, 3),
+            "target": r.target,
+            "met": "met" if r.met else "not met",
+        }
+        for r in measured.itertuples()
+    ]
+    rows += [
+        {"benchmark": name, "setting": "-", "claim": claim, "ratio": "-", "target": "-", "met": "not run"}
+        for name, claim in BENCHMARK_TARGETS.items()
+        if name not in records
+    ]
+    return pd.DataFrame(rows).set_index(["benchmark", "setting"])
+
+
+def benchmark_machines(records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Where and how each benchmark ran (date, machine facts, clock, malloc pinning): one column per record."""
+    machines = {
+        name: {
+            "date": record["date"],
+            **record["machine"],
+            "clock": record["options"].get("clock", "-"),
+            "malloc pinned": record["options"].get("malloc_pinned", "-"),
+        }
+        for name, record in records.items()
+    }
+    return pd.DataFrame(machines).fillna("-")
+
+
+def model_step_times(record: Mapping[str, Any]) -> pd.DataFrame:
+    """Parameters (M) and training-step / evaluation-forward times (ms) per model of a ``bench_models`` record."""
+    columns = {
+        "params_m": "params (M)",
+        "train_median_ms": "train step, median",
+        "train_min_ms": "train step, min",
+        "eval_median_ms": "eval forward, median",
+        "eval_min_ms": "eval forward, min",
+    }
+    frame = pd.DataFrame(record["results"]).set_index("model")[list(columns)]
+    return frame.rename(columns=columns).round(2)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Evidence from the paper's tables
 

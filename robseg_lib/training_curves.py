@@ -44,6 +44,7 @@ __all__ = [
     "speedup_table",
     "table3",
     "training_logs",
+    "zoo_wall_times",
 ]
 
 PAPER_TABLE = "table3_at_vs_pirat"
@@ -365,3 +366,19 @@ def robustness_vs_cost(summary: pd.DataFrame, eps: float, title: str = "") -> Fi
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04 + 0.035 * (-(-len(handles) // 4)), 1, 1))
     return fig
+
+
+def zoo_wall_times(params: ParamSet, root: str | Path | None = None) -> pd.DataFrame:
+    """What training each zoo model took, from its log (index ``name``; nothing is trained here).
+
+    Columns: regime, attack steps, epochs, ``wall time (s)``, ``cost_passes`` and ``s per cost unit`` (roughly
+    equal across regimes when k-step AT costs k + 1 clean iterations); ``not trained`` for a model not in the cache.
+    """
+    runs = zoo.list_zoo(params, root).set_index("name")
+    runs["wall time (s)"] = runs["wall_time_s"].round(1)
+    runs["cost_passes"] = runs["cost_passes"].astype("Int64")
+    runs["s per cost unit"] = (runs["wall_time_s"] / runs["cost_passes"]).round(3)
+    measured = ["wall time (s)", "cost_passes", "s per cost unit"]
+    runs = runs[["regime", "attack_steps", "epochs", "cached", *measured]].astype({name: object for name in measured})
+    runs.loc[~runs["cached"], measured] = "not trained"
+    return runs.drop(columns="cached")

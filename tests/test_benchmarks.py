@@ -90,6 +90,29 @@ def test_models_record_has_sizes_and_no_target(script: Callable[[str], ModuleTyp
     assert result["model"] == "tiny_upernet_convnext" and result["params_m"] > 0
     assert result["train_min_ms"] > 0 and result["eval_min_ms"] > 0
     assert "ratio" not in result and "target" not in result
+    sizes = claims.model_step_times(json.loads(path.read_text()))
+    assert list(sizes.index) == ["tiny_upernet_convnext"] and sizes.loc["tiny_upernet_convnext", "params (M)"] > 0
+
+
+def _record(*results: dict[str, object]) -> dict[str, object]:
+    return {"date": "2026-01-01", "machine": {"cpu_count": 2}, "options": {"clock": "cpu"}, "results": list(results)}
+
+
+def test_benchmark_summary_lists_verdicts_and_benchmarks_not_run():
+    records = {"bench_apgd_overhead": _record({"setting": "a", "ratio": 1.2, "target": 1.1})}
+    summary = claims.benchmark_summary({**records, "bench_models": _record({"setting": "m", "params_m": 1.0})})
+    assert summary.loc[("bench_apgd_overhead", "a"), "met"] == "not met"
+    assert summary.loc[("bench_at_overhead", "-"), "met"] == "not run"
+    assert len(summary) == len(claims.BENCHMARK_TARGETS)  # bench_models has no target: not a cost ratio
+    passing = {"bench_apgd_overhead": _record({"setting": "a", "ratio": 1.05, "target": 1.1})}
+    assert claims.benchmark_summary(passing).loc[("bench_apgd_overhead", "a"), "met"] == "met"
+
+
+def test_benchmark_machines_one_column_per_record():
+    machines = claims.benchmark_machines({"x": _record(), "y": {**_record(), "options": {}}})
+    assert list(machines.columns) == ["x", "y"]
+    assert machines.loc["clock", "x"] == "cpu" and machines.loc["clock", "y"] == "-"
+    assert machines.loc["cpu_count", "y"] == 2
 
 
 # --------------------------------------------------------------------------------------------------

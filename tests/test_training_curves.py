@@ -325,3 +325,14 @@ def test_training_logs_of_a_model_trained_by_the_zoo(smoke, tmp_path, one_thread
     assert logs["cost_clean_epochs"].tolist() == [(steps + 1) * e for e in logs["epoch"]]
     assert logs["val_robust_miou"].between(0, 100).all() and (logs["wall_time_s"] > 0).all()
     assert (logs["training"] == "PIR-AT").all() and (logs["budget"] == "E").all()
+
+
+def test_zoo_wall_times_read_the_logs_and_mark_untrained_models(smoke, logged):
+    (zoo.model_dir(smoke, "upernet_at2_e", logged) / "model.safetensors.json").write_text("{}")  # "fully written"
+    times = tc.zoo_wall_times(smoke, root=logged)
+    assert list(times.index) == list(smoke.models)
+    steps, epochs = RECIPES["upernet_at2_e"]
+    row = times.loc["upernet_at2_e"]
+    assert row["cost_passes"] == ITERS * epochs * (steps + 1)
+    assert row["s per cost unit"] == pytest.approx(0.5)
+    assert (times.drop(index="upernet_at2_e")["wall time (s)"] == "not trained").all()
