@@ -28,6 +28,8 @@
 # classifier serves every PIR-AT model). The "Robust models" page compares AT and PIR-AT at equal budgets.
 
 # %%
+from typing import Optional
+
 from robseg_lib import experiments
 from robseg_lib import params as rp
 
@@ -35,13 +37,13 @@ _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-models: str | None = None  # comma-separated zoo models; None: every AT and PIR-AT UPerNet model of the profile
-eps: int | None = None  # L-inf radius in /255 of the speed-up table and cost figure; None: the profile's eval.eps
-n_iter: int | None = None  # APGD iterations per SEA loss; None: the profile's
-n_images: int | None = None  # validation images; None: half of the profile's (experiments.sweep_images)
-batch_size: int | None = None  # images per attack batch; None: the profile's
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
+models: Optional[str] = None  # comma-separated zoo models; None: every AT and PIR-AT UPerNet model of the profile
+eps: Optional[int] = None  # L-inf radius in /255 of the speed-up table and cost figure; None: the profile's eval.eps
+n_iter: Optional[int] = None  # APGD iterations per SEA loss; None: the profile's
+n_images: Optional[int] = None  # validation images; None: half of the profile's (experiments.sweep_images)
+batch_size: Optional[int] = None  # images per attack batch; None: the profile's
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
 P = rp.notebook_parameters(

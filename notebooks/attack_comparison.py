@@ -35,18 +35,20 @@
 # 12/255, radii at which our smaller DigitScenes models would be fully broken.
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-models: str | None = None  # three zoo models (clean, AT, PIR-AT), comma-separated; None: chosen by their recipes
-n_iter: int | None = None  # iterations of every attack; None: the profile's
-n_images: int | None = None  # validation images; None: half of the profile's, in whole batches
-batch_size: int | None = None  # images per attack batch; None: the profile's
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
+models: Optional[str] = None  # three zoo models (clean, AT, PIR-AT), comma-separated; None: chosen by their recipes
+n_iter: Optional[int] = None  # iterations of every attack; None: the profile's
+n_images: Optional[int] = None  # validation images; None: half of the profile's, in whole batches
+batch_size: Optional[int] = None  # images per attack batch; None: the profile's
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
 P = rp.notebook_parameters(

@@ -31,15 +31,17 @@
 # upper bounds on the robust accuracy of these images.
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-model: str | None = None  # zoo model to explore; None: a clean and a robust model of the profile
-n_iter: int | None = None  # APGD iterations per radius; None: the profile's eval.n_iter
-seed: int | None = None  # seed of the attack's random start; None: the profile's eval.seed
+model: Optional[str] = None  # zoo model to explore; None: a clean and a robust model of the profile
+n_iter: Optional[int] = None  # APGD iterations per radius; None: the profile's eval.n_iter
+seed: Optional[int] = None  # seed of the attack's random start; None: the profile's eval.seed
 
 # %%
 P = rp.notebook_parameters(globals(), _before, declared=("profile", "model", "n_iter", "seed"))

@@ -25,19 +25,21 @@
 # the profile's radii, as the paper's 8/255 is the middle of 4, 8 and 12/255.
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-model: str | None = None  # zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT UPerNet)
-eps: int | None = None  # L-inf radius in /255; None: the middle of the profile's eval.radii
-n_iter: int | None = None  # reference iterations N (the grid is N/10, N/4, N/2, N, 2N); None: the profile's
-n_images: int | None = None  # validation images; None: half of the profile's, in whole batches
-batch_size: int | None = None  # images per attack batch; None: the profile's
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
+model: Optional[str] = None  # zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT UPerNet)
+eps: Optional[int] = None  # L-inf radius in /255; None: the middle of the profile's eval.radii
+n_iter: Optional[int] = None  # reference iterations N (the grid is N/10, N/4, N/2, N, 2N); None: the profile's
+n_images: Optional[int] = None  # validation images; None: half of the profile's, in whole batches
+batch_size: Optional[int] = None  # images per attack batch; None: the profile's
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
 P = rp.notebook_parameters(

@@ -35,17 +35,19 @@
 # clean models). The perturbation rows show δ magnified to the full colour range (grey: δ = 0).
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-models: str | None = None  # two zoo models (clean, PIR-AT), comma-separated; None: chosen by their recipes
-n_iter: int | None = None  # APGD iterations per attack; None: the profile's
+models: Optional[str] = None  # two zoo models (clean, PIR-AT), comma-separated; None: chosen by their recipes
+n_iter: Optional[int] = None  # APGD iterations per attack; None: the profile's
 n_images: int = 2  # validation images shown per model, the first ones (the paper shows two per model)
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts; None: the profile's
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts; None: the profile's
 
 # %%
 P = rp.notebook_parameters(globals(), _before, declared=("profile", "models", "n_iter", "n_images", "device", "seed"))

@@ -25,6 +25,8 @@
 # so compare orderings and gaps, not values.
 
 # %%
+from typing import Optional
+
 from robseg_lib import experiments
 from robseg_lib import params as rp
 
@@ -32,12 +34,12 @@ _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-models: str | None = None  # comma-separated zoo models; None: every model of the profile's zoo
-n_iter: int | None = None  # APGD iterations per SEA loss; None: the profile's
-n_images: int | None = None  # validation images; None: half of the profile's (experiments.sweep_images)
-batch_size: int | None = None  # images per attack batch; None: the profile's
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
+models: Optional[str] = None  # comma-separated zoo models; None: every model of the profile's zoo
+n_iter: Optional[int] = None  # APGD iterations per SEA loss; None: the profile's
+n_images: Optional[int] = None  # validation images; None: half of the profile's (experiments.sweep_images)
+batch_size: Optional[int] = None  # images per attack batch; None: the profile's
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
 P = rp.notebook_parameters(

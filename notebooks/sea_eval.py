@@ -30,19 +30,21 @@
 # Run it for another radius with `papermill notebooks/sea_eval.ipynb out.ipynb -p eps 8` (eps in /255).
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-model: str | None = None  # zoo model (params/<profile>/models.yaml); None: the profile's eval.model
-eps: int | None = None  # L-inf radius in /255; None: the profile's eval.eps
-n_iter: int | None = None  # APGD iterations per loss; None: the profile's
-n_images: int | None = None  # validation images; None: the profile's
-batch_size: int | None = None  # images per attack batch; None: the profile's
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
+model: Optional[str] = None  # zoo model (params/<profile>/models.yaml); None: the profile's eval.model
+eps: Optional[int] = None  # L-inf radius in /255; None: the profile's eval.eps
+n_iter: Optional[int] = None  # APGD iterations per loss; None: the profile's
+n_images: Optional[int] = None  # validation images; None: the profile's
+batch_size: Optional[int] = None  # images per attack batch; None: the profile's
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
 P = rp.notebook_parameters(

@@ -22,18 +22,20 @@
 # seed sets both the random starts (per batch and attack) and the image order of the greedy mIoU search.
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-model: str | None = None  # zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT UPerNet)
-n_iter: int | None = None  # APGD iterations per SEA loss; None: the profile's
-n_images: int | None = None  # validation images; None: half of the profile's, in whole batches
-batch_size: int | None = None  # images per attack batch; None: the profile's
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # first of the three seeds (seed, seed + 1, seed + 2); None: the profile's
+model: Optional[str] = None  # zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT UPerNet)
+n_iter: Optional[int] = None  # APGD iterations per SEA loss; None: the profile's
+n_images: Optional[int] = None  # validation images; None: half of the profile's, in whole batches
+batch_size: Optional[int] = None  # images per attack batch; None: the profile's
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # first of the three seeds (seed, seed + 1, seed + 2); None: the profile's
 
 # %%
 P = rp.notebook_parameters(

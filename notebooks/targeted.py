@@ -33,18 +33,20 @@
 # 1/255).
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-models: str | None = None  # two zoo models (clean, PIR-AT), comma-separated; None: chosen by their recipes
-eps: int | None = None  # L-inf radius in /255 of the targeted attack; None: the profile's eval.targeted_eps
-n_iter: int | None = None  # APGD iterations; None: the profile's
-n_images: int | None = None  # validation images, the first ones; None: half of the profile's, in whole batches
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts; None: the profile's
+models: Optional[str] = None  # two zoo models (clean, PIR-AT), comma-separated; None: chosen by their recipes
+eps: Optional[int] = None  # L-inf radius in /255 of the targeted attack; None: the profile's eval.targeted_eps
+n_iter: Optional[int] = None  # APGD iterations; None: the profile's
+n_images: Optional[int] = None  # validation images, the first ones; None: half of the profile's, in whole batches
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts; None: the profile's
 
 # %%
 P = rp.notebook_parameters(

@@ -34,17 +34,19 @@
 # transfer attacks) is the reference.
 
 # %%
+from typing import Optional
+
 from robseg_lib import params as rp
 
 _before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
-model: str | None = None  # target zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT)
-n_iter: int | None = None  # APGD iterations on each source and of each SEA attack; None: the profile's
-n_images: int | None = None  # validation images; None: half of the profile's, in whole batches
-device: str | None = None  # torch device; None: the profile's
-seed: int | None = None  # seed of the random starts and of the greedy search; None: the profile's
+model: Optional[str] = None  # target zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT)
+n_iter: Optional[int] = None  # APGD iterations on each source and of each SEA attack; None: the profile's
+n_images: Optional[int] = None  # validation images; None: half of the profile's, in whole batches
+device: Optional[str] = None  # torch device; None: the profile's
+seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
 P = rp.notebook_parameters(globals(), _before, declared=("profile", "model", "n_iter", "n_images", "device", "seed"))

@@ -3,7 +3,8 @@
 The ``.ipynb`` is what users and ``make book`` run, the ``.py`` is what reviewers read: they must hold the
 same cells, the ``.ipynb`` no outputs, and exactly one ``parameters`` cell whose first parameter is
 ``profile: str = "tiny"`` (every parameter typed and commented, so ``papermill --help-notebook`` explains
-it). The title/heading checks mirror warnings that would fail the strict book build.
+it, and typed as papermill parses: ``Optional[int]``, not ``int | None``). The title/heading checks mirror
+warnings that would fail the strict book build.
 """
 
 from __future__ import annotations
@@ -103,3 +104,13 @@ class TestNotebook:
         }
         bare = [ast.unparse(s.target) for s in statements if s.end_lineno not in commented]
         assert not bare, f"parameters without a comment on their line: {bare}"
+
+    def test_papermill_sees_every_parameter(self, path: Path):
+        """``papermill -p NAME`` of a parameter it cannot infer logs "Passed unknown parameter" (it reads
+        ``Optional[int]`` annotations, not ``int | None``), which would greet users of the main job."""
+        import papermill
+
+        (cell,) = [c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", [])]
+        names = [s.target.id for s in ast.parse(cell.source).body if isinstance(s, ast.AnnAssign)]
+        inferred = [p["name"] for p in papermill.inspect_notebook(str(path)).values()]
+        assert inferred == names, f"papermill infers {inferred}, the parameters cell sets {names}"
