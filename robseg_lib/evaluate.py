@@ -56,6 +56,7 @@ from robseg_lib.data import dataset_from_params
 from robseg_lib.data.class_counts import class_pixel_counts
 from robseg_lib.metrics import SegStats, compute_stats
 from robseg_lib.params import DataParams, ParamError, ParamSet, check_device, load_params, params_root
+from robseg_lib.zoo import cache_root
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +72,7 @@ __all__ = [
     "evaluate",
     "evaluate_profile",
     "load_results",
+    "profile_run_fields",
     "resolve_class_weights",
     "results_root",
     "run_from_args",
@@ -809,6 +811,25 @@ def default_out_dir(
     return results_root() / profile / "sea" / model_name / name
 
 
+def profile_run_fields(params: ParamSet, model_name: str, data: DataParams | None = None) -> dict[str, Any]:
+    """The arguments of :func:`evaluate` that a profile's model fixes: classes, ignore index, data identity, the
+    model id and the class-count cache. Every caller takes them from here, so runs are named (and resumed) alike.
+
+    Args:
+        params: The profile.
+        model_name: Model of the profile's zoo.
+        data: Data parameters if not the profile's own (e.g. another ``root``).
+    """
+    data = params.data if data is None else data
+    return {
+        "num_classes": data.num_classes,
+        "ignore_index": data.ignore_index,
+        "data_params": data,
+        "model_id": f"{params.profile}/{model_name}",
+        "cache_dir": cache_root() / params.profile / "class_counts",
+    }
+
+
 def evaluate_profile(
     params: ParamSet,
     model: nn.Module,
@@ -839,8 +860,6 @@ def evaluate_profile(
         progress: progress bar.
         strict_checks: sanity-check flags become errors.
     """
-    from robseg_lib.zoo import cache_root
-
     ev = params.eval
     eps = float(ev.eps if eps is None else eps)
     if not 0 < eps <= 64:
@@ -860,20 +879,16 @@ def evaluate_profile(
         dataset,
         out_dir,
         eps / 255,
-        data.num_classes,
         n_iter=n_iter,
         batch_size=batch_size,
         n_images=n,
-        ignore_index=data.ignore_index,
         class_weights=class_weights,
         seed=seed,
         device=device or ev.device,
         progress=progress,
         losses=ev.losses,
-        data_params=data,
-        model_id=f"{params.profile}/{model_name}",
         strict_checks=strict_checks,
-        cache_dir=cache_root() / params.profile / "class_counts",
+        **profile_run_fields(params, model_name, data),
     )
 
 

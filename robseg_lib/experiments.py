@@ -309,20 +309,16 @@ def run(
             dataset,
             out_dir,
             eps / 255,
-            params.data.num_classes,
             attack=spec.attack_fn(),
             n_iter=ev.n_iter,
             batch_size=ev.batch_size,
             n_images=count,
-            ignore_index=params.data.ignore_index,
             class_weights=ev.class_weights,
             seed=ev.seed,
             device=ev.device,
             progress=progress,
             losses=spec.attack_losses(ev.losses),
-            data_params=params.data,
-            model_id=f"{params.profile}/{model_name}",
-            cache_dir=zoo.cache_root() / params.profile / "class_counts",
+            **_evaluate.profile_run_fields(params, model_name),
         )
 
     if not (folder / _SUMMARY_FILE).exists() and n % ev.batch_size == 0:
