@@ -28,3 +28,14 @@ def smoke_book(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("ROBSEG_CACHE", str(folder / "cache"))
         mp.setenv("ROBSEG_RESULTS", str(folder / "results"))
         yield book
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for the test: tiny convolutions run far faster so, above all on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,7 +13,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-import torch
 from matplotlib.colors import to_hex
 
 from robseg_lib import training_curves as tc
@@ -86,15 +85,6 @@ def sweep() -> pd.DataFrame:
             rows.append(common | {"loss": "mce", "name": "MCE", "acc": acc + 5, "miou": miou + 5})
             rows.append(common | {"loss": "worst case", "name": "worst case", "acc": acc, "miou": miou})
     return pd.DataFrame(rows).assign(attack="sea", seed=0, n_iter=4, n_images=8)
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny convolutions run far faster on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
