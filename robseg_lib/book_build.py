@@ -525,6 +525,7 @@ def execute_notebooks(
     *,
     root: Path = REPO_ROOT,
     toc: Path | None = None,
+    train_zoo: bool = False,
 ) -> list[NotebookRun]:
     """Run notebooks with papermill on a profile, skipping those whose inputs did not change.
 
@@ -543,6 +544,9 @@ def execute_notebooks(
         timeout: Per-cell execution limit in seconds (``None``: unlimited).
         root: Repository root (``notebooks/``, ``params/``, ``robseg_lib/``).
         toc: Table of contents; default ``root/book/_toc.yml``.
+        train_zoo: Before the first notebook that runs, train the profile's missing models in parallel
+            (:func:`robseg_lib.zoo.train_zoo`, one single-threaded process per core), instead of one by one
+            inside the notebooks that need them.
 
     Returns:
         One ``NotebookRun`` per notebook, in order.
@@ -564,12 +568,22 @@ def execute_notebooks(
     if missing:
         raise BookBuildError("notebook(s) not found: " + ", ".join(missing))
 
+    stamps = {name: input_stamp(source, profile, root) for name, source in sources.items()}
+    current = {
+        name
+        for name in names
+        if not force
+        and (out_dir / f"{name}.ipynb").is_file()
+        and _read_stamp(out_dir / ".stamps" / f"{name}.json") == stamps[name]
+    }
+    if train_zoo and len(current) < len(names):
+        _train_zoo(profile, root)
     runs = []
     for name, source in sources.items():
         output = out_dir / f"{name}.ipynb"
         stamp_path = out_dir / ".stamps" / f"{name}.json"
-        stamp = input_stamp(source, profile, root)
-        if not force and output.is_file() and _read_stamp(stamp_path) == stamp:
+        stamp = stamps[name]
+        if name in current:
             _log(f"notebook {name}: up to date ({profile})")
             runs.append(NotebookRun(name, output, executed=False, seconds=0.0))
             continue
@@ -608,6 +622,18 @@ def execute_notebooks(
         _log(f"notebook {name}: executed in {seconds:.1f} s")
         runs.append(NotebookRun(name, output, executed=True, seconds=seconds))
     return runs
+
+
+def _train_zoo(profile: str, root: Path) -> None:
+    """Train the profile's missing models in parallel before the notebooks that use them run."""
+    from robseg_lib import zoo
+    from robseg_lib.params import load_params
+
+    start = time.perf_counter()
+    trained = zoo.train_zoo(load_params(root / "params" / profile))
+    for label, seconds in trained.items():
+        _log(f"zoo: {label} trained in {seconds:.0f} s")
+    _log(f"zoo: {len(trained)} job(s) trained in {time.perf_counter() - start:.1f} s")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -675,6 +701,7 @@ def build_book(
     npm_cache: Path | None = None,
     benchmarks: bool = True,
     rerun_benchmarks: bool = False,
+    train_zoo: bool = True,
 ) -> Path:
     """Fetch the offline JS, run missing benchmarks, execute the notebooks (cached), render the HTML; prints timings.
 
@@ -691,6 +718,8 @@ def build_book(
         benchmarks: Run the benchmarks whose JSON file is missing (minutes) before the notebooks; ``False``
             leaves the performance page with what is stored (tests build throwaway books this way).
         rerun_benchmarks: Run every benchmark again, not only those whose JSON file is missing.
+        train_zoo: Train the profile's missing models in parallel before the first notebook runs
+            (:func:`execute_notebooks`); ``False`` leaves training to the notebooks that need a model.
 
     Returns:
         Path of the built ``index.html``.
@@ -715,7 +744,7 @@ def build_book(
 
     start = time.perf_counter()
     generated = book_dir / _GENERATED
-    runs = execute_notebooks(profile, names, generated, force, timeout, root=root, toc=toc)
+    runs = execute_notebooks(profile, names, generated, force, timeout, root=root, toc=toc, train_zoo=train_zoo)
     executed = sum(run.executed for run in runs)
     _log(f"notebooks: {executed} executed, {len(runs) - executed} up to date, {time.perf_counter() - start:.1f} s")
     absent = [name for name in notebooks_in_toc(toc) if not (generated / f"{name}.ipynb").is_file()]
@@ -751,7 +780,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         if args.no_html:
             _check_profile(args.profile, REPO_ROOT)  # before the benchmarks, which take minutes
             run_benchmarks(args.rerun_benchmarks)
-            execute_notebooks(args.profile, args.only, force=args.force, timeout=args.timeout)
+            execute_notebooks(args.profile, args.only, force=args.force, timeout=args.timeout, train_zoo=True)
         else:
             index = build_book(
                 args.profile, args.force, args.only, args.timeout, rerun_benchmarks=args.rerun_benchmarks

@@ -145,6 +145,25 @@ class PretrainParams:
     train_size: int = _f(4000, range=_POS, doc="training crops")
     val_size: int = _f(500, range=_POS, doc="held-out crops (digits never seen in training)")
     seed: int = _f(0, range=_NONNEG)
+    per_arch: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"doc": "overrides for one architecture, e.g. {tiny_segmenter_vit: {lr: 1.0e-3}}"},
+    )
+
+    def __post_init__(self) -> None:
+        for arch in self.per_arch:
+            self.for_arch(arch)
+
+    def for_arch(self, arch: str) -> PretrainParams:
+        """The parameters that pre-train ``arch``'s backbone: these with ``per_arch[arch]`` applied.
+
+        The result has no ``per_arch`` of its own, so one architecture's overrides never change another's.
+        """
+        base = {k: v for k, v in dataclasses.asdict(self).items() if k != "per_arch"}
+        overrides = self.per_arch.get(arch, {})
+        if not isinstance(overrides, Mapping) or "per_arch" in overrides:
+            raise ParamError(f"pretrain.per_arch.{arch}: expected a mapping of pretrain keys, got {overrides!r}")
+        return _build(PretrainParams, {**base, **overrides}, f"pretrain.per_arch.{arch}")
 
 
 @dataclass(frozen=True, kw_only=True)

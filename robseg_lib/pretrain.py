@@ -130,7 +130,7 @@ def pretrain_backbone(
     """Train a digit classifier on the backbone of segmentation architecture ``arch``.
 
     Args:
-        params: the profile's ``pretrain`` section.
+        params: the profile's ``pretrain`` section (its ``per_arch[arch]`` overrides are applied here).
         arch: a registered segmentation model name (``tiny_upernet_convnext``, ``tiny_segmenter_vit``).
         kind: ``"clean"`` or ``"robust"`` (adversarial training at ``params.eps`` after the clean warm-up).
         out_path: where to save the classifier (``models.save_checkpoint``; metrics in its JSON).
@@ -143,6 +143,7 @@ def pretrain_backbone(
     if kind not in KINDS:
         raise ValueError(f"unknown backbone kind {kind!r}; valid: {', '.join(KINDS)}")
     device = check_device(device)
+    params = params.for_arch(arch)
     t0 = time.perf_counter()
     torch.manual_seed(params.seed)
     model = models.create_classifier(arch, _NUM_DIGITS).to(device)

@@ -168,18 +168,22 @@ def test_cli_options_and_failure_status(capsys: pytest.CaptureFixture[str]):
 
 
 @pytest.mark.book
-def test_stamp_cache_reruns_only_when_inputs_change(tmp_path: Path):
+def test_stamp_cache_reruns_only_when_inputs_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     root = _throwaway_root(tmp_path, "tiny_nb", ("parameters", PARAMETERS), ("code", "print('ran', profile)"))
     out = tmp_path / "out"
+    zoo_runs = []
+    monkeypatch.setattr(book_build, "_train_zoo", lambda profile, root: zoo_runs.append(profile))
 
     def run() -> bool:
-        (result,) = execute_notebooks("smoke", ["tiny_nb"], out_dir=out, root=root, timeout=60)
+        (result,) = execute_notebooks("smoke", ["tiny_nb"], out_dir=out, root=root, timeout=60, train_zoo=True)
         assert result.output == out / "tiny_nb.ipynb" and "ran smoke" in _stdout(result.output)
         return result.executed
 
     assert run()
     assert (out / ".stamps" / "tiny_nb.json").is_file()
+    assert zoo_runs == ["smoke"], "the zoo is trained before a notebook runs"
     assert not run(), "nothing changed: the cached output must be reused"
+    assert zoo_runs == ["smoke"], "no notebook runs, so the zoo is not even checked"
     (root / "params" / "smoke" / "eval.yaml").write_text("eps: 8\n")
     assert run(), "a changed params file must re-execute the notebook"
     (out / "tiny_nb.ipynb").unlink()
@@ -282,7 +286,7 @@ def test_throwaway_book_builds_warning_free(tmp_path: Path, monkeypatch: pytest.
     (book / "intro.md").write_text("# Throwaway book\n\nInline math $x^2$.\n")
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
 
-    index = build_book("smoke", root=root, book_dir=book, config=root / "_config.yml", output_dir=root)
+    index = build_book("smoke", root=root, book_dir=book, config=root / "_config.yml", output_dir=root, train_zoo=False)
 
     html = index.parent
     assert index == root / "_build" / "html" / "index.html" and index.is_file()

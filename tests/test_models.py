@@ -264,8 +264,11 @@ def test_mask_transformer_init() -> None:
 
 
 def test_segmenter_pads_and_crops() -> None:
-    """Padding right/bottom: the logits of the un-padded region do not depend on the size of the pad."""
-    model = models.create_model("tiny_segmenter_vit", num_classes=5).eval()
+    """Padding right/bottom: the logits of the un-padded region do not depend on the size of the pad.
+
+    Without input centring: padding the image outside the model changes its mean colour, padding inside does not.
+    """
+    model = models.create_model("tiny_segmenter_vit", num_classes=5, center_input=False).eval()
     patch = model.encoder.patch_embed.patch_size[0]
     x = torch.rand(1, 3, 5 * patch - 3, 4 * patch - 1)
     padded = F.pad(x, (0, 1, 0, 3))
@@ -361,16 +364,21 @@ def test_paper_segmenter_odd_input_size() -> None:
         assert model(torch.rand(1, 3, 70, 50)).shape == (1, 21, 70, 50)
 
 
-def test_tiny_convnext_centres_its_input_and_paper_models_do_not() -> None:
+@pytest.mark.parametrize(
+    ("tiny_arch", "paper_arch"),
+    [("tiny_upernet_convnext", "upernet_convnext_t_cvst"), ("tiny_segmenter_vit", "segmenter_vit_s")],
+)
+def test_tiny_models_centre_their_input_and_paper_models_do_not(tiny_arch: str, paper_arch: str) -> None:
     """Tiny models subtract each image's mean colour first, so a constant colour shift does not change them."""
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32) * 0.5
     shift = torch.tensor([0.3, -0.1, 0.2]).view(1, 3, 1, 1)
-    tiny = models.create_model("tiny_upernet_convnext", num_classes=5).eval()
-    classifier = models.create_classifier("tiny_upernet_convnext", num_classes=5).eval()
-    plain = models.create_model("tiny_upernet_convnext", num_classes=5, center_input=False).eval()
+    tiny = models.create_model(tiny_arch, num_classes=5).eval()
+    classifier = models.create_classifier(tiny_arch, num_classes=5).eval()
+    plain = models.create_model(tiny_arch, num_classes=5, center_input=False).eval()
     with torch.no_grad():
         torch.testing.assert_close(tiny(x + shift), tiny(x), atol=1e-5, rtol=0)
         torch.testing.assert_close(classifier(x + shift), classifier(x), atol=1e-5, rtol=0)
         assert (plain(x + shift) - plain(x)).abs().max() > 1e-3
-    assert not models.create_model("upernet_convnext_t_cvst", num_classes=21).backbone.center_input
+    assert models.model_config(tiny_arch)["center_input"]
+    assert not models.model_config(paper_arch).get("center_input", False)

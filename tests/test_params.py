@@ -155,3 +155,32 @@ def test_cuda_without_cuda_suggests_cpu():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ParamError, match="CUDA is not available.*use device='cpu'"):
         notebook_parameters({"device": "cuda"}, set(), ("device",))
+
+
+PRETRAIN = "pretrain:\n  epochs: 4\n  lr: 2.0e-3\n"
+
+
+def test_pretrain_per_arch_overrides_apply_to_their_arch_only(tmp_path):
+    _write(tmp_path, "data.yaml", DATA)
+    _write(tmp_path, "eval.yaml", EVAL)
+    _write(tmp_path, "train.yaml", PRETRAIN + "  per_arch:\n    tiny_segmenter_vit: {lr: 1.0e-3, epochs: 8}\n")
+    pretrain = load_params(tmp_path).pretrain
+    vit, convnext = pretrain.for_arch("tiny_segmenter_vit"), pretrain.for_arch("tiny_upernet_convnext")
+    assert (vit.lr, vit.epochs, convnext.lr, convnext.epochs) == (1e-3, 8, 2e-3, 4)
+    assert vit.per_arch == {} and convnext.per_arch == {}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("{lrr: 1.0e-3}", r"pretrain\.per_arch\.vit: unknown key 'lrr'"),
+        ("{epochs: 0}", r"pretrain\.per_arch\.vit\.epochs"),
+        ("{per_arch: {}}", r"pretrain\.per_arch\.vit: expected a mapping of pretrain keys"),
+    ],
+)
+def test_pretrain_per_arch_mistakes_are_caught_at_load(tmp_path, override, expected):
+    _write(tmp_path, "data.yaml", DATA)
+    _write(tmp_path, "eval.yaml", EVAL)
+    _write(tmp_path, "train.yaml", PRETRAIN + f"  per_arch:\n    vit: {override}\n")
+    with pytest.raises(ParamError, match=expected):
+        load_params(tmp_path)

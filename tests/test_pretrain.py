@@ -76,3 +76,12 @@ def test_cli_options():
     assert args.profile == "tiny" and args.out is None
     with pytest.raises(SystemExit):
         parser.parse_args(["--kind", "weird", "--arch", "x"])
+
+
+def test_pretrain_applies_the_arch_overrides(smoke, tmp_path):
+    pp = dataclasses.replace(
+        smoke.pretrain, train_size=32, val_size=8, per_arch={"tiny_segmenter_vit": {"lr": 3e-4, "epochs": 2}}
+    )
+    result = pretrain_backbone(pp, "tiny_segmenter_vit", "clean", tmp_path / "c.safetensors", progress=False)
+    recorded = models.read_checkpoint_meta(result.path)["pretrain"]
+    assert (recorded["lr"], recorded["epochs"], recorded["per_arch"]) == (3e-4, 2, {})

@@ -152,3 +152,77 @@ def test_cli_lists_the_zoo(smoke, tmp_path, capsys):
     assert zoo.run_from_args(args) == 0
     out = capsys.readouterr().out
     assert "upernet_clean" in out and "segmenter_pirat5_e" in out
+
+
+def test_pending_jobs_wait_for_their_backbone_and_estimate_cost(smoke, tmp_path):
+    params = _fast(smoke, "upernet_clean", "upernet_at2_e", "upernet_pirat5_e", "segmenter_pirat5_e")
+    jobs = {job.label: job for job in zoo._pending_jobs(params, list(params.models), tmp_path)}
+    assert set(jobs) == {
+        "backbone tiny_upernet_convnext/clean",
+        "backbone tiny_upernet_convnext/robust",
+        "backbone tiny_segmenter_vit/robust",
+        "model upernet_clean",
+        "model upernet_at2_e",
+        "model upernet_pirat5_e",
+        "model segmenter_pirat5_e",
+    }
+    assert jobs["model upernet_at2_e"].needs == "backbone tiny_upernet_convnext/clean"
+    assert jobs["model segmenter_pirat5_e"].needs == "backbone tiny_segmenter_vit/robust"
+    assert jobs["model upernet_pirat5_e"].cost == 2 * jobs["model upernet_at2_e"].cost  # 6 passes against 3
+    zoo.get_backbone_file(params, "tiny_upernet_convnext", "clean", progress=False, root=tmp_path)
+    after = {job.label: job for job in zoo._pending_jobs(params, ["upernet_at2_e"], tmp_path)}
+    assert list(after) == ["model upernet_at2_e"] and after["model upernet_at2_e"].needs is None
+
+
+def test_train_zoo_in_two_processes_trains_each_job_once(smoke, tmp_path):
+    params = _fast(smoke, "upernet_clean", "upernet_at2_e", "segmenter_pirat5_e")
+    times = zoo.train_zoo(params, jobs=2, progress=False, root=tmp_path)
+    assert set(times) == {
+        "backbone tiny_upernet_convnext/clean",
+        "backbone tiny_segmenter_vit/robust",
+        "model upernet_clean",
+        "model upernet_at2_e",
+        "model segmenter_pirat5_e",
+    }
+    assert all(seconds > 0 for seconds in times.values())
+    for name in params.models:
+        assert not zoo.get_model(params, name, train_if_missing=False, root=tmp_path).training
+    assert zoo.train_zoo(params, jobs=2, progress=False, root=tmp_path) == {}
+
+
+def test_train_zoo_in_process_trains_backbones_first(smoke, tmp_path, spies, monkeypatch):
+    params = _fast(smoke, "upernet_at2_e", "upernet_clean")
+    order = []
+    monkeypatch.setattr(zoo, "_run_job", lambda p, job, *rest: order.append(job.label) or 1.0)
+    zoo.train_zoo(params, jobs=1, progress=False, root=tmp_path)
+    assert order[0] == "backbone tiny_upernet_convnext/clean" and len(order) == 3
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        zoo.train_zoo(params, jobs=0, progress=False, root=tmp_path)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_train_zoo_names_the_job_that_failed(smoke, tmp_path, jobs):
+    mp = smoke.models["upernet_clean"]
+    broken = dataclasses.replace(mp, train={**mp.train, **FAST, "batch_size": 4 * smoke.data.train_size})
+    params = dataclasses.replace(smoke, models={"broken": broken})
+    with pytest.raises(RuntimeError, match=r"zoo training of model broken failed: ValueError: .*no full batch"):
+        zoo.train_zoo(params, jobs=jobs, progress=False, root=tmp_path)
+
+
+def test_cli_trains_a_model(smoke, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(zoo, "load_params", lambda profile: _fast(smoke, "upernet_clean"))
+    parser = argparse.ArgumentParser()
+    zoo.configure_parser(parser)
+    args = parser.parse_args(["--train", "all", "--jobs", "1", "--no-progress", "--root", str(tmp_path)])
+    assert zoo.run_from_args(args) == 0
+    out = capsys.readouterr().out
+    assert "model upernet_clean: trained in" in out and "1 model(s) ready; 2 job(s) trained" in out
+
+
+def test_backbone_key_follows_its_own_per_arch_overrides_only(smoke):
+    vit, convnext = "tiny_segmenter_vit", "tiny_upernet_convnext"
+    before = {arch: zoo._backbone_dir(smoke, arch, "clean", None) for arch in (vit, convnext)}
+    pretrain = dataclasses.replace(smoke.pretrain, per_arch={vit: {"lr": smoke.pretrain.lr / 2}})
+    params = dataclasses.replace(smoke, pretrain=pretrain)
+    assert zoo._backbone_dir(params, convnext, "clean", None) == before[convnext]
+    assert zoo._backbone_dir(params, vit, "clean", None) != before[vit]

@@ -80,6 +80,7 @@ def _build_segmenter(
     decoder_heads: int | None = None,
     dropout: float = 0.1,
     decoder_drop_path_rate: float = 0.0,
+    center_input: bool = False,
 ) -> Segmenter:
     encoder = create_vit_encoder(img_size, patch_size, embed_dim, depth, num_heads, drop_path_rate, head_classes)
     return Segmenter(
@@ -89,6 +90,7 @@ def _build_segmenter(
         decoder_heads=decoder_heads,
         dropout=dropout,
         decoder_drop_path_rate=decoder_drop_path_rate,
+        center_input=center_input,
     )
 
 
@@ -101,7 +103,7 @@ def _build_convnext_classifier(num_classes: int, cfg: Mapping[str, Any]) -> nn.M
 def _build_vit_classifier(num_classes: int, cfg: Mapping[str, Any]) -> nn.Module:
     names = inspect.signature(create_vit_encoder).parameters
     backbone = create_vit_encoder(**{**{k: v for k, v in cfg.items() if k in names}, "head_classes": 0})
-    return ViTClassifier(backbone, num_classes)
+    return ViTClassifier(backbone, num_classes, center_input=cfg.get("center_input", False))
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ _register(
 _register(
     "tiny_segmenter_vit",
     "segmenter",
-    "Tiny Segmenter + ViT (patch 8) for DigitScenes on CPU",
+    "Tiny Segmenter + ViT (patch 8) for DigitScenes on CPU (centred input: see models.convnext.center_image)",
     img_size=64,
     patch_size=8,
     embed_dim=64,
@@ -183,6 +185,7 @@ _register(
     head_classes=0,
     decoder_layers=2,
     dropout=0.1,
+    center_input=True,
 )
 
 

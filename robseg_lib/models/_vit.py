@@ -15,6 +15,8 @@ from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from .convnext import center_image
+
 __all__ = ["ViTClassifier", "create_vit_encoder", "resize_pos_embed", "vit_tokens"]
 
 
@@ -98,19 +100,26 @@ class ViTClassifier(nn.Module):
     """Image classifier on a ViT encoder: class token after the final norm, then Linear.
 
     Its ``backbone.*`` state loads into the ``encoder`` of a Segmenter built from the same configuration.
+
+    Args:
+        backbone: the ViT encoder.
+        num_classes: number of image classes.
+        center_input: subtract each image's mean colour first (:func:`~robseg_lib.models.convnext.center_image`;
+            tiny models only).
     """
 
-    def __init__(self, backbone: VisionTransformer, num_classes: int) -> None:
+    def __init__(self, backbone: VisionTransformer, num_classes: int, center_input: bool = False) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone = backbone
         self.num_classes = num_classes
+        self.center_input = center_input
         self.head = nn.Linear(backbone.embed_dim, num_classes)
         trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images (N, 3, H, W) to class logits (N, num_classes)."""
-        tokens, _ = vit_tokens(self.backbone, x)
+        tokens, _ = vit_tokens(self.backbone, center_image(x) if self.center_input else x)
         return self.head(tokens[:, 0])

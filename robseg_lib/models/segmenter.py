@@ -13,6 +13,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from ._vit import vit_tokens
+from .convnext import center_image
 
 __all__ = ["MaskTransformer", "Segmenter"]
 
@@ -87,7 +88,9 @@ class MaskTransformer(nn.Module):
 class Segmenter(nn.Module):
     """Segmenter with a timm ViT encoder; accepts any input size (padded, then cropped back).
 
-    ``forward_with_aux`` returns ``(logits, None)``: Segmenter has no auxiliary head.
+    ``forward_with_aux`` returns ``(logits, None)``: Segmenter has no auxiliary head. ``center_input`` subtracts
+    each image's mean colour before the encoder (:func:`~robseg_lib.models.convnext.center_image`; tiny models
+    only: without it the tiny ViT stays near chance on digit classification).
     """
 
     def __init__(
@@ -99,11 +102,13 @@ class Segmenter(nn.Module):
         decoder_dim: int | None = None,
         dropout: float = 0.1,
         decoder_drop_path_rate: float = 0.0,
+        center_input: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
+        self.center_input = center_input
         self.encoder = encoder
         # The ImageNet head is kept for checkpoint compatibility only; freezing it keeps DDP free of unused
         # trainable parameters.
@@ -124,7 +129,7 @@ class Segmenter(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
         height, width = x.shape[2:]
-        tokens, grid = vit_tokens(self.encoder, x)
+        tokens, grid = vit_tokens(self.encoder, center_image(x) if self.center_input else x)
         masks = self.decoder(tokens[:, 1:], grid)
         ph, pw = self.encoder.patch_embed.patch_size
         masks = F.interpolate(masks, size=(grid[0] * ph, grid[1] * pw), mode="bilinear", align_corners=False)
