@@ -9,7 +9,7 @@ from timm.layers import LayerNorm2d
 from torch import nn
 
 from robseg_lib import models
-from robseg_lib.models._vit import resize_pos_embed, vit_tokens
+from robseg_lib.models._vit import create_vit_encoder, resize_pos_embed, vit_tokens
 
 TINY = ("tiny_upernet_convnext", "tiny_segmenter_vit")
 PAPER = ("upernet_convnext_t_cvst", "upernet_convnext_s_cvst", "segmenter_vit_s")
@@ -382,3 +382,14 @@ def test_tiny_models_centre_their_input_and_paper_models_do_not(tiny_arch: str, 
         assert (plain(x + shift) - plain(x)).abs().max() > 1e-3
     assert models.model_config(tiny_arch)["center_input"]
     assert not models.model_config(paper_arch).get("center_input", False)
+
+
+def test_vit_conv_stem_replaces_the_patchify_layer() -> None:
+    encoder = create_vit_encoder(32, 8, embed_dim=16, depth=1, num_heads=2, conv_stem=(4, 8, 8))
+    assert isinstance(encoder.patch_embed, models.ConvStemEmbed) and encoder.patch_embed.patch_size == (8, 8)
+    tokens, grid = vit_tokens(encoder, torch.rand(2, 3, 40, 21))  # padded to 40 x 24
+    assert grid == (5, 3) and tokens.shape == (2, 1 + 15, 16)
+    with pytest.raises(ValueError, match="stride 8, not patch_size 16"):
+        create_vit_encoder(32, 16, embed_dim=16, depth=1, num_heads=2, conv_stem=(4, 8, 8))
+    assert models.model_config("tiny_segmenter_vit")["conv_stem"] == (16, 32, 64)
+    assert models.model_config("segmenter_vit_s").get("conv_stem") is None

@@ -1,7 +1,7 @@
 """Segmentation models (timm-based), their registry, and checkpoint loading."""
 
 from ._registry import create_classifier, create_model, list_models, model_config
-from ._vit import ViTClassifier
+from ._vit import ConvStemEmbed, ViTClassifier
 from .checkpoints import (
     RELEASE_KEY_MAP,
     BackboneLoadReport,
@@ -22,6 +22,7 @@ __all__ = [
     "ConvNeXtClassifier",
     "ConvNeXtCvSt",
     "ConvStem",
+    "ConvStemEmbed",
     "FCNHead",
     "MaskTransformer",
     "Segmenter",

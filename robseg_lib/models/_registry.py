@@ -76,13 +76,16 @@ def _build_segmenter(
     num_heads: int,
     drop_path_rate: float,
     head_classes: int = 0,
+    conv_stem: tuple[int, ...] | None = None,
     decoder_layers: int = 2,
     decoder_heads: int | None = None,
     dropout: float = 0.1,
     decoder_drop_path_rate: float = 0.0,
     center_input: bool = False,
 ) -> Segmenter:
-    encoder = create_vit_encoder(img_size, patch_size, embed_dim, depth, num_heads, drop_path_rate, head_classes)
+    encoder = create_vit_encoder(
+        img_size, patch_size, embed_dim, depth, num_heads, drop_path_rate, head_classes, conv_stem
+    )
     return Segmenter(
         encoder,
         num_classes,
@@ -175,9 +178,10 @@ _register(
 _register(
     "tiny_segmenter_vit",
     "segmenter",
-    "Tiny Segmenter + ViT (patch 8) for DigitScenes on CPU (centred input: see models.convnext.center_image)",
+    "Tiny Segmenter + ViT (conv stem of stride 8: see models.ConvStemEmbed; centred input) for DigitScenes on CPU",
     img_size=64,
     patch_size=8,
+    conv_stem=(16, 32, 64),
     embed_dim=64,
     depth=4,
     num_heads=2,

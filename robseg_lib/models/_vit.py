@@ -2,7 +2,8 @@
 
 The encoder is a plain timm ``VisionTransformer`` (state-dict names as in timm and the robust ViT-S
 checkpoint); :func:`vit_tokens` runs it on inputs of any size: zero-pad right/bottom to a multiple of the patch
-size and resize the position embedding bilinearly (class token kept), as Segmenter does.
+size and resize the position embedding bilinearly (class token kept), as Segmenter does. Tiny encoders replace
+the patchify layer by a convolutional stem (:class:`ConvStemEmbed`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,45 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed, trunc_normal_
+from timm.layers import LayerNorm2d, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from .convnext import center_image
 
-__all__ = ["ViTClassifier", "create_vit_encoder", "resize_pos_embed", "vit_tokens"]
+__all__ = ["ConvStemEmbed", "ViTClassifier", "create_vit_encoder", "resize_pos_embed", "vit_tokens"]
+
+
+class ConvStemEmbed(nn.Module):
+    """Patch embedding by stride-2 3x3 convolutions (each with channels-first LayerNorm and GELU), then a 1x1
+    convolution to the token width: the ViT counterpart of ConvNeXt's ConvStem (ALGORITHMS.md §10.1).
+
+    The tiny ViT needs it: with the linear 8x8 patchify layer a 4-block, 64-wide ViT reaches 0.65 held-out
+    accuracy on digit classification after 32 epochs and its Segmenter stays near background-only (14 % mIoU
+    after 6 epochs); with this stem the classifier reaches 0.91 after 16 epochs. Attribute ``patch_size`` is the
+    total stride, as for timm's ``PatchEmbed``; the output is NHWC, as timm's with ``dynamic_img_size``.
+
+    Args:
+        embed_dim: token width.
+        widths: output channels of the stride-2 convolutions (total stride ``2 ** len(widths)``).
+    """
+
+    def __init__(self, embed_dim: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        if not widths:
+            raise ValueError("a convolutional stem needs at least one stride-2 convolution")
+        layers: list[nn.Module] = []
+        channels = 3
+        for width in widths:
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), LayerNorm2d(width), nn.GELU()]
+            channels = width
+        layers.append(nn.Conv2d(channels, embed_dim, 1))
+        self.proj = nn.Sequential(*layers)
+        self.patch_size = (2 ** len(widths),) * 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, H / stride, W / stride, embed_dim) of images (N, 3, H, W) with H, W multiples of the stride."""
+        return self.proj(x).permute(0, 2, 3, 1)
 
 
 def create_vit_encoder(
@@ -28,6 +61,7 @@ def create_vit_encoder(
     num_heads: int,
     drop_path_rate: float = 0.0,
     head_classes: int = 0,
+    conv_stem: tuple[int, ...] | None = None,
 ) -> VisionTransformer:
     """A timm ViT with class token, learned position embedding for ``img_size`` and LayerNorm eps 1e-5.
 
@@ -40,12 +74,19 @@ def create_vit_encoder(
         drop_path_rate: maximal stochastic-depth rate, linear over the blocks.
         head_classes: width of the (unused) classification Linear ``head`` kept in the state dict
             (1000 for the paper's ImageNet-derived encoder, 0 for none).
+        conv_stem: widths of a :class:`ConvStemEmbed` that replaces the patchify layer (``patch_size`` must be
+            its total stride); ``None`` keeps timm's linear patch embedding.
     """
     if img_size % patch_size:
         raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
     if embed_dim % num_heads:
         raise ValueError(f"embed_dim {embed_dim} must be divisible by num_heads {num_heads}")
-    return VisionTransformer(
+    if conv_stem is not None and 2 ** len(conv_stem) != patch_size:
+        raise ValueError(
+            f"a conv stem of {len(conv_stem)} stride-2 convolutions has stride {2 ** len(conv_stem)}, "
+            f"not patch_size {patch_size}"
+        )
+    encoder = VisionTransformer(
         img_size=img_size,
         patch_size=patch_size,
         embed_dim=embed_dim,
@@ -56,6 +97,9 @@ def create_vit_encoder(
         norm_layer=nn.LayerNorm,
         dynamic_img_size=True,
     )
+    if conv_stem is not None:
+        encoder.patch_embed = ConvStemEmbed(embed_dim, tuple(conv_stem))
+    return encoder
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int = 1) -> torch.Tensor:
