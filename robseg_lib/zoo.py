@@ -334,7 +334,7 @@ def _pending_jobs(params: ParamSet, names: Sequence[str], root: Path) -> list[_J
             folder = _backbone_dir(params, mp.arch, mp.init, root)
             if not _complete(folder / _BACKBONE_FILE):
                 needs = _backbone_label(mp.arch, mp.init)
-                pp = params.pretrain.for_arch(mp.arch)  # type: ignore[union-attr]  # _backbone_dir checked it
+                pp = params.pretrain.for_arch(mp.arch)  # not None: _backbone_dir raised otherwise
                 adversarial = pp.epochs - pp.clean_epochs if mp.init == "robust" else 0
                 cost = (pp.epochs + adversarial * pp.attack_steps) * pp.train_size
                 jobs[needs] = _Job(needs, cost, mp.arch, kind=mp.init)
@@ -375,7 +375,8 @@ def train_zoo(
     single-threaded process per core: a tiny model's step takes 29 ms on one thread and 33 ms on two
     (2 cores), so two processes train twice as many models in the same time. Longer jobs start first; a model
     starts once its backbone is cached. Each finished job is cached as by :func:`get_model`, and an interrupted
-    model resumes from its last checkpoint, so a crash loses at most the epochs in flight.
+    model resumes from its last checkpoint, so a crash loses at most the epochs in flight. After a failed job no
+    new job starts; those running finish (and are cached) before the error is raised.
 
     Args:
         params: the profile.
