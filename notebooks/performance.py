@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -110,7 +112,9 @@ else:
 # What training each model of the profile's zoo took, read from its training log (nothing is trained here; a
 # model that is not in the cache is listed as not trained). `cost_passes` counts training iterations in clean
 # units, k + 1 per k-step AT iteration; the seconds per cost unit are roughly equal across regimes when that count
-# holds. Wall times include validation and are those of the machine that trained the model.
+# holds. Wall times include validation and are those of the machine that trained the model. The book build and
+# `python -m robseg_lib zoo --train all` train the models (and their backbones) side by side, one single-threaded
+# process per core, so the zoo takes about the sum of these times divided by the number of cores.
 
 # %%
 tc.zoo_wall_times(ps)
