@@ -84,7 +84,7 @@ def _build_segmenter(
     center_input: bool = False,
 ) -> Segmenter:
     encoder = create_vit_encoder(
-        img_size, patch_size, embed_dim, depth, num_heads, drop_path_rate, head_classes, conv_stem
+        img_size, patch_size, embed_dim, depth, num_heads, drop_path_rate, head_classes, conv_stem=conv_stem
     )
     return Segmenter(
         encoder,

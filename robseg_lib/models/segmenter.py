@@ -89,8 +89,8 @@ class Segmenter(nn.Module):
     """Segmenter with a timm ViT encoder; accepts any input size (padded, then cropped back).
 
     ``forward_with_aux`` returns ``(logits, None)``: Segmenter has no auxiliary head. ``center_input`` subtracts
-    each image's mean colour before the encoder (:func:`~robseg_lib.models.convnext.center_image`; tiny models
-    only: without it the tiny ViT stays near chance on digit classification).
+    each image's mean colour before the encoder (:func:`~robseg_lib.models.convnext.center_image`, which says why;
+    tiny models only).
     """
 
     def __init__(
