@@ -393,3 +393,30 @@ def test_vit_conv_stem_replaces_the_patchify_layer() -> None:
         create_vit_encoder(32, 16, embed_dim=16, depth=1, num_heads=2, conv_stem=(4, 8, 8))
     assert models.model_config("tiny_segmenter_vit")["conv_stem"] == (16, 32, 64)
     assert models.model_config("segmenter_vit_s").get("conv_stem") is None
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 3), (4, 7), (9, 9)])
+def test_same_depthwise_conv_matches_the_full_kernel_on_small_maps(size):
+    from robseg_lib.models.convnext import SameDepthwiseConv2d
+
+    torch.manual_seed(0)
+    full = torch.nn.Conv2d(6, 6, 7, padding=3, groups=6)
+    same = SameDepthwiseConv2d(6, 6, 7, padding=3, groups=6)
+    same.load_state_dict(full.state_dict())
+    x = torch.randn(2, 6, *size, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    out_full, out_same = full(x), same(x2)
+    torch.testing.assert_close(out_same, out_full, rtol=0, atol=1e-6)
+    out_full.square().sum().backward()
+    out_same.square().sum().backward()
+    torch.testing.assert_close(x2.grad, x.grad, rtol=0, atol=1e-5)
+    torch.testing.assert_close(same.weight.grad, full.weight.grad, rtol=0, atol=1e-5)
+
+
+def test_convnext_blocks_use_the_same_depthwise_conv_under_timm_names():
+    from robseg_lib.models.convnext import SameDepthwiseConv2d
+
+    model = models.create_model("tiny_upernet_convnext", num_classes=11)
+    convs = [m for n, m in model.named_modules() if n.endswith("conv_dw")]
+    assert convs and all(isinstance(c, SameDepthwiseConv2d) for c in convs)
+    assert "backbone.stages.3.blocks.0.conv_dw.weight" in model.state_dict()
