@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robseg_lib.attacks import apgd, apgd_single_run, checkpoint_schedule, radius_schedule, run_apgd
+from robseg_lib.attacks import (
+    apgd,
+    apgd_single_run,
+    checkpoint_schedule,
+    radius_reduction_trace,
+    radius_schedule,
+    run_apgd,
+)
 from robseg_lib.attacks.apgd import box, make_generator, project, random_start
 
 EPS = 8 / 255
@@ -193,6 +200,22 @@ def test_bounds_and_radius_reduction_output_feasible() -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # Seeds and model state
+
+
+def test_radius_reduction_trace_ends_where_run_apgd_does() -> None:
+    model = tiny_model()
+    x, y = batch(model, n=4)
+    points = radius_reduction_trace(model, x, y, EPS, "mce", n_iter=20, seed=3)
+    labels = [p.label for p in points]
+    assert labels == ["start", "stage 1", "projected 2", "stage 2", "projected 3", "stage 3"]
+    assert [p.radius for p in points] == pytest.approx([2 * EPS, 2 * EPS, 1.5 * EPS, 1.5 * EPS, EPS, EPS])
+    for p in points:
+        assert (p.x - x).abs().max() <= p.radius + 1e-6 and 0 <= p.x.min() and p.x.max() <= 1
+    for k in (2, 3):
+        before, projected = points[labels.index(f"stage {k - 1}")], points[labels.index(f"projected {k}")]
+        assert torch.equal(projected.x, project(before.x, *box(x, projected.radius)))
+    assert torch.equal(points[-1].x, run_apgd(model, x, y, EPS, "mce", n_iter=20, seed=3).x_adv)
+    assert torch.equal(points[0].x, random_start(x, 2 * EPS, make_generator(3)))
 
 
 def test_seeded_runs_repeat_and_seeds_differ() -> None:

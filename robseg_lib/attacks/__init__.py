@@ -3,10 +3,12 @@
 from robseg_lib.attacks.apgd import (
     APGDResult,
     APGDRun,
+    StagePoint,
     apgd,
     apgd_single_run,
     attack_mode,
     checkpoint_schedule,
+    radius_reduction_trace,
     radius_schedule,
     run_apgd,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "APGDResult",
     "APGDRun",
     "SEAResult",
+    "StagePoint",
     "apgd",
     "apgd_single_run",
     "attack_mode",
@@ -42,6 +45,7 @@ __all__ = [
     "label_counts",
     "pgd",
     "pixel_loss",
+    "radius_reduction_trace",
     "radius_schedule",
     "reduce_per_image",
     "released_class_weights",

@@ -23,6 +23,7 @@ from robseg_lib.attacks.losses import AttackObjective
 __all__ = [
     "APGDResult",
     "APGDRun",
+    "StagePoint",
     "apgd",
     "apgd_single_run",
     "attack_mode",
@@ -30,6 +31,7 @@ __all__ = [
     "checkpoint_schedule",
     "make_generator",
     "project",
+    "radius_reduction_trace",
     "radius_schedule",
     "random_start",
     "run_apgd",
@@ -371,6 +373,71 @@ class APGDResult:
     iterations: int
 
 
+def _stages(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_start: torch.Tensor,
+    stages: Sequence[tuple[float, int]],
+    objective: AttackObjective,
+    early_stop: bool,
+) -> Iterator[tuple[float, APGDRun]]:
+    """Run the stages of one restart in order; each starts from the previous stage's output, projected."""
+    x_cur, offset = x_start, 0
+    for radius, n in stages:
+        run = _single_run(model, x, x_cur, radius, n, objective, early_stop=early_stop, iteration_offset=offset)
+        yield radius, run
+        x_cur, offset = run.x_adv, offset + n
+
+
+@dataclass(frozen=True)
+class StagePoint:
+    """One point of a radius-reduction trace (:func:`radius_reduction_trace`).
+
+    Attributes:
+        label: ``"start"``, ``"stage k"`` (the output of stage k) or ``"projected k"`` (stage k's start: the
+            previous output projected onto stage k's radius).
+        radius: the ℓ∞ radius of the feasible set at this point.
+        x: (N, C, H, W) the images at this point.
+    """
+
+    label: str
+    radius: float
+    x: torch.Tensor
+
+
+def radius_reduction_trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    loss: str,
+    n_iter: int,
+    *,
+    ignore_index: int = 255,
+    class_weights: torch.Tensor | Sequence[float] | None = None,
+    seed: int | torch.Generator = 0,
+    early_stop: bool = True,
+) -> list[StagePoint]:
+    """The intermediate points of one red-ε APGD run (one restart): the random start in the 2ε box, each stage's
+    start (the previous output projected onto the smaller ball) and each stage's output.
+
+    The last point is the output of :func:`run_apgd` with the same arguments (one restart): what SEA uses for
+    ``loss``. It shows where radius reduction gains or loses accuracy, stage by stage (§5).
+    """
+    objective = _prepare(x, y, eps, loss, None, None, n_iter, ignore_index, class_weights)
+    stages = radius_schedule(eps, n_iter)
+    with attack_mode(model), torch.no_grad():
+        start = random_start(x, stages[0][0], make_generator(seed))
+        points = [StagePoint("start", stages[0][0], start)]
+        previous = start
+        for k, (radius, run) in enumerate(_stages(model, x, start, stages, objective, early_stop), start=1):
+            if k > 1:
+                points.append(StagePoint(f"projected {k}", radius, project(previous, *box(x, radius))))
+            points.append(StagePoint(f"stage {k}", radius, run.x_adv))
+            previous = run.x_adv
+    return points
+
+
 def run_apgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -398,11 +465,10 @@ def run_apgd(
     iterations = 0
     with attack_mode(model), torch.no_grad():
         for _ in range(n_restarts):
-            x_cur = random_start(x, stages[0][0], generator)
-            offset = 0
-            for radius, n in stages:  # each stage starts from the previous output, projected
-                run = _single_run(model, x, x_cur, radius, n, objective, early_stop=early_stop, iteration_offset=offset)
-                x_cur, offset, iterations = run.x_adv, offset + n, iterations + run.iterations
+            for _radius, run in _stages(
+                model, x, random_start(x, stages[0][0], generator), stages, objective, early_stop
+            ):
+                iterations += run.iterations
             if best is None:
                 best = run
             else:  # keep, per image, the restart with the lowest score (the earlier one on ties)
