@@ -14,6 +14,7 @@ __all__ = [
     "class_colours",
     "class_legend",
     "colourise",
+    "crop_grid",
     "per_class_bars",
     "prediction_grid",
     "sample_grid",
@@ -73,6 +74,19 @@ def sample_grid(
     fig.subplots_adjust(right=0.82, wspace=0.05, hspace=0.12)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def crop_grid(images: torch.Tensor, titles: Sequence[str], columns: int = 6) -> Figure:
+    """Classification crops in a grid, each titled with its class."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, image, title in zip(axes.flat, images, titles, strict=False):
+        ax.imshow(_image(image))
+        ax.set_title(title, fontsize="small")
+    fig.tight_layout()
     return fig
 
 

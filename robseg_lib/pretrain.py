@@ -1,7 +1,8 @@
 """Digit-classification pre-training of tiny backbones: the default profile's "ImageNet" (DESIGN.md §4).
 
 At paper scale PIR-AT starts from an ℓ∞-robust ImageNet classifier and AT from a clean one. The tiny profile
-mirrors this with classifiers on :class:`~robseg_lib.data.DigitCrops` built by
+mirrors this with classifiers on :class:`~robseg_lib.data.DigitCrops` (digit-or-background crops drawn like
+pieces of the scenes, with the scenes' digit sizes) built by
 :func:`robseg_lib.models.create_classifier`: ``kind="clean"`` trains on clean crops, ``kind="robust"`` runs
 ``clean_epochs`` clean warm-up epochs and then adversarial training (PGD with a uniform random start, step
 2.5·ε/steps, model in eval mode while attacking). Training from scratch with a 2-step attack alone stayed at
@@ -26,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from robseg_lib._progress import progress_bar
+from robseg_lib.data.digitscenes import scene_digit_sides
 from robseg_lib.params import PretrainParams, check_device, load_params
 from robseg_lib.train import lr_at, param_groups
 
@@ -40,7 +42,6 @@ __all__ = [
 ]
 
 KINDS = ("clean", "robust")
-_NUM_DIGITS = 10
 _EVAL_STEPS = 10
 
 
@@ -124,16 +125,18 @@ def pretrain_backbone(
     kind: str,
     out_path: str | Path | None = None,
     *,
+    digit_side: tuple[int, int],
     device: str = "cpu",
     progress: bool = True,
 ) -> PretrainResult:
-    """Train a digit classifier on the backbone of segmentation architecture ``arch``.
+    """Train a digit-or-background classifier on the backbone of segmentation architecture ``arch``.
 
     Args:
         params: the profile's ``pretrain`` section (its ``per_arch[arch]`` overrides are applied here).
         arch: a registered segmentation model name (``tiny_upernet_convnext``, ``tiny_segmenter_vit``).
         kind: ``"clean"`` or ``"robust"`` (adversarial training at ``params.eps`` after the clean warm-up).
         out_path: where to save the classifier (``models.save_checkpoint``; metrics in its JSON).
+        digit_side: digit sides (pixels) in the crops, the scenes' (``scene_digit_sides(image_size)``).
         device: torch device.
         progress: show a tqdm bar over iterations.
     """
@@ -146,9 +149,9 @@ def pretrain_backbone(
     params = params.for_arch(arch)
     t0 = time.perf_counter()
     torch.manual_seed(params.seed)
-    model = models.create_classifier(arch, _NUM_DIGITS).to(device)
-    train_set = DigitCrops("train", params.train_size, params.crop_size, params.seed)
-    val_set = DigitCrops("val", params.val_size, params.crop_size, params.seed)
+    model = models.create_classifier(arch, DigitCrops.num_classes).to(device)
+    train_set = DigitCrops("train", params.train_size, params.crop_size, digit_side, params.seed)
+    val_set = DigitCrops("val", params.val_size, params.crop_size, digit_side, params.seed)
     generator = torch.Generator().manual_seed(params.seed)
     loader = DataLoader(train_set, batch_size=params.batch_size, shuffle=True, drop_last=True, generator=generator)
     optimizer = torch.optim.AdamW(param_groups(model, params.weight_decay), lr=params.lr)
@@ -190,6 +193,7 @@ def pretrain_backbone(
             "arch": arch,
             "kind": kind,
             "pretrain": dataclasses.asdict(params),
+            "digit_side": list(digit_side),
             "metrics": metrics,
             "eval": f"held-out DigitCrops ({params.val_size}), PGD-{_EVAL_STEPS} random start, step 2.5*eps/steps",
         }
@@ -220,7 +224,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         if params.pretrain is None:
             raise SystemExit(f"profile {params.profile!r} has no pretrain section ({params.source})")
         result = pretrain_backbone(
-            params.pretrain, args.arch, args.kind, args.out, device=args.device, progress=progress
+            params.pretrain,
+            args.arch,
+            args.kind,
+            args.out,
+            digit_side=scene_digit_sides(params.data.image_size),
+            device=args.device,
+            progress=progress,
         )
         path, metrics = result.path, result.metrics
     print(f"{args.kind} {args.arch}: {path}")

@@ -44,6 +44,7 @@ from torch import nn
 
 from robseg_lib._io import atomic_json_dump
 from robseg_lib._progress import progress_bar
+from robseg_lib.data.digitscenes import scene_digit_sides
 from robseg_lib.params import ParamError, ParamSet, load_params
 
 __all__ = [
@@ -128,6 +129,7 @@ def _backbone_payload(params: ParamSet, arch: str, kind: str) -> dict[str, Any]:
         "arch_config": _arch_config(arch),
         "kind": kind,
         "pretrain": {k: v for k, v in dataclasses.asdict(params.pretrain.for_arch(arch)).items() if k != "per_arch"},
+        "digit_side": list(scene_digit_sides(params.data.image_size)),
         "version": _version(),
     }
 
@@ -229,7 +231,15 @@ def get_backbone_file(
         raise FileNotFoundError(f"no cached {kind} backbone for {arch!r} at {folder} (train_if_missing=False)")
     with _locked(folder):
         if not _complete(path):
-            pretrain_backbone(params.pretrain, arch, kind, path, device=device, progress=progress)
+            pretrain_backbone(
+                params.pretrain,
+                arch,
+                kind,
+                path,
+                digit_side=scene_digit_sides(params.data.image_size),
+                device=device,
+                progress=progress,
+            )
     return path
 
 

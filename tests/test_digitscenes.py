@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from robseg_lib.data import DigitCrops, DigitScenes, create_dataset, dataset_from_params
-from robseg_lib.data.digitscenes import digit_split
+from robseg_lib.data.digitscenes import digit_split, scene_digit_sides
 from robseg_lib.params import load_params
 
 
@@ -60,11 +60,36 @@ def test_bad_arguments_are_explained():
         create_dataset("voc")
 
 
-def test_digit_crops_cover_all_classes():
-    crops = DigitCrops("train", size=200, crop_size=16, seed=0)
+def test_digit_crops_cover_background_and_every_digit():
+    crops = DigitCrops("train", size=300, crop_size=16, digit_side=(10, 12), seed=0)
     x, _ = crops[0]
     assert x.shape == (3, 16, 16)
-    assert set(crops.targets.tolist()) == set(range(10))
+    assert set(crops.targets.tolist()) == set(range(11))  # 0 = background, as in the scenes' labels
+    share = float((crops.targets == 0).double().mean())
+    assert 0.04 < share < 0.15  # one class in eleven
+    none = DigitCrops("train", size=50, crop_size=16, digit_side=(10, 12), seed=0, background_share=0.0)
+    assert (none.targets > 0).all()
+
+
+def test_digit_crops_draw_digits_of_the_requested_size():
+    # Digits contrast with the smooth texture, so the larger the digit, the larger the spread of a crop's values.
+    def spread(side: int, background_share: float = 0.0) -> float:
+        crops = DigitCrops("val", 40, 32, (side, side), seed=1, background_share=background_share)
+        return float(crops.images.mean(1).flatten(1).std(1).mean())
+
+    assert spread(8, background_share=0.999) < spread(8) < spread(16) < spread(28)
+    with pytest.raises(ValueError, match="digit_side"):
+        DigitCrops("train", size=2, crop_size=16, digit_side=(10, 20))
+
+
+def test_scene_digits_fill_the_grid_and_background_is_a_minority():
+    ds = DigitScenes("val", size=40, image_size=48, digits_per_image=(4, 4), seed=0)
+    valid = ds.labels != 255
+    assert float((ds.labels[valid] == 0).double().mean()) < 0.6
+    low, high = scene_digit_sides(48)
+    assert (low, high) == (22, 28)
+    with pytest.raises(ValueError, match="<= 4"):
+        DigitScenes("train", size=2, digits_per_image=(1, 5))
 
 
 def test_profile_builds_its_dataset():

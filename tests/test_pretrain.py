@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from robseg_lib import models
+from robseg_lib.data.digitscenes import scene_digit_sides
 from robseg_lib.params import load_params
 from robseg_lib.pretrain import classifier_pgd, configure_parser, evaluate_classifier, pretrain_backbone
+
+SIDES = scene_digit_sides(load_params("smoke").data.image_size)  # the smoke scenes' digit sides
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_classifier_pgd_stays_in_ball_and_box_and_restores_mode():
 
 @pytest.mark.parametrize(("arch", "kind"), [("tiny_upernet_convnext", "robust"), ("tiny_segmenter_vit", "clean")])
 def test_pretrain_saves_weights_with_metrics_that_load_into_the_segmenter(smoke, tmp_path, arch, kind):
-    result = pretrain_backbone(smoke.pretrain, arch, kind, tmp_path / "c.safetensors", progress=False)
+    result = pretrain_backbone(smoke.pretrain, arch, kind, tmp_path / "c.safetensors", digit_side=SIDES, progress=False)
     metrics = result.metrics
     assert set(metrics) == {"clean_acc", "robust_acc", "robust_acc_4", "eps", "wall_time_s"}
     assert 0 <= metrics["robust_acc"] <= metrics["clean_acc"] <= 1
@@ -52,12 +55,12 @@ def test_pretrain_saves_weights_with_metrics_that_load_into_the_segmenter(smoke,
 
 def test_pretrain_is_deterministic_and_rejects_unknown_kind(smoke):
     pp = dataclasses.replace(smoke.pretrain, train_size=32, val_size=8)
-    a = pretrain_backbone(pp, "tiny_segmenter_vit", "robust", progress=False)
-    b = pretrain_backbone(pp, "tiny_segmenter_vit", "robust", progress=False)
+    a = pretrain_backbone(pp, "tiny_segmenter_vit", "robust", digit_side=SIDES, progress=False)
+    b = pretrain_backbone(pp, "tiny_segmenter_vit", "robust", digit_side=SIDES, progress=False)
     for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
     with pytest.raises(ValueError, match="kind"):
-        pretrain_backbone(pp, "tiny_segmenter_vit", "adversarial", progress=False)
+        pretrain_backbone(pp, "tiny_segmenter_vit", "adversarial", digit_side=SIDES, progress=False)
 
 
 def test_evaluate_classifier_perfect_model():
@@ -82,6 +85,8 @@ def test_pretrain_applies_the_arch_overrides(smoke, tmp_path):
     pp = dataclasses.replace(
         smoke.pretrain, train_size=32, val_size=8, per_arch={"tiny_segmenter_vit": {"lr": 3e-4, "epochs": 2}}
     )
-    result = pretrain_backbone(pp, "tiny_segmenter_vit", "clean", tmp_path / "c.safetensors", progress=False)
+    result = pretrain_backbone(
+        pp, "tiny_segmenter_vit", "clean", tmp_path / "c.safetensors", digit_side=SIDES, progress=False
+    )
     recorded = models.read_checkpoint_meta(result.path)["pretrain"]
     assert (recorded["lr"], recorded["epochs"], recorded["per_arch"]) == (3e-4, 2, {})
