@@ -47,6 +47,7 @@ __all__ = [
     "benchmark_path",
     "benchmark_table",
     "benchmark_timings",
+    "chapter_verdicts",
     "collect_evidence",
     "load_benchmarks",
     "paper_cells",
@@ -1116,6 +1117,23 @@ def status_table(evidence: Evidence, claims: Sequence[Claim] = CLAIMS, paper: Ev
             }
         )
     return pd.DataFrame(rows).set_index("claim")
+
+
+def chapter_verdicts(params: ParamSet, ids: Sequence[str]) -> pd.DataFrame:
+    """The verdicts of the claims ``ids`` on a profile's results, for the chapter that computes their evidence.
+
+    Columns ``statement, ours, status, explanation`` as on the status page (:func:`status_table`), indexed by claim
+    id, so that a chapter shows what its own numbers say about the paper's claim where they are computed.
+
+    Raises:
+        ValueError: an unknown claim id.
+    """
+    known = {c.id: c for c in CLAIMS}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ValueError(f"unknown claim(s) {unknown}; valid: {', '.join(known)}")
+    table = status_table(collect_evidence(params), [known[i] for i in ids])
+    return table[["statement", "ours", "status", "explanation"]]
 
 
 def paper_cells(evidence: Evidence, params: ParamSet, tolerance: float = MATCH_TOL) -> pd.DataFrame:

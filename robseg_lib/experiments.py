@@ -63,6 +63,7 @@ __all__ = [
     "grouped_bars",
     "iteration_curves",
     "loss_subsets",
+    "middle_radius",
     "paper_counterpart",
     "paper_model_rows",
     "paper_seed_spread",
@@ -715,6 +716,21 @@ def paper_seed_spread(**filters: object) -> pd.DataFrame:
     table = table[[f"{m}_{s}" for m in _METRICS for s in ("mean", "std")]]
     table.columns = pd.MultiIndex.from_tuples([(_METRICS[m], s) for m in _METRICS for s in ("mean", "std")])
     return table.round(1)
+
+
+def middle_radius(frame: pd.DataFrame) -> float:
+    """The radius of a one-model :func:`sweep` at which the model is neither intact nor broken: SEA's worst-case
+    mIoU closest to half the clean mIoU (ties: the smaller radius).
+
+    Raises:
+        ValueError: the frame holds no clean row or no worst-case row.
+    """
+    clean = frame.loc[frame["loss"] == "clean", "miou"]
+    worst = frame[frame["name"] == "worst case"]
+    if clean.empty or worst.empty:
+        raise ValueError("middle_radius needs a sweep with a clean row and worst-case rows")
+    distance = (worst["miou"] - clean.iloc[0] / 2).abs()
+    return float(worst.assign(distance=distance).sort_values(["distance", "eps_255"])["eps_255"].iloc[0])
 
 
 def sweep_images(params: ParamSet) -> int:

@@ -753,3 +753,14 @@ def test_load_benchmarks_and_timings(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(timings.index) == ["a", "b"] and list(timings.columns) == ["bare", "apgd iteration"]
     assert timings.loc["a", "bare"] == 10.0 and timings.loc["a", "apgd iteration"] == 11.0
     assert math.isnan(timings.loc["b", "apgd iteration"])
+
+
+def test_chapter_verdicts_are_the_status_rows_of_the_chapters_claims(tree: Tree, monkeypatch):
+    monkeypatch.setenv("ROBSEG_RESULTS", str(tree.results))
+    monkeypatch.setenv("ROBSEG_CACHE", str(tree.results.parent / "cache"))
+    ids = ["red-eps", "sea-strongest"]
+    table = claims.chapter_verdicts(tree.params, ids)
+    full = claims.status_table(tree.evidence).loc[ids, ["statement", "ours", "status", "explanation"]]
+    pd.testing.assert_frame_equal(table, full)
+    with pytest.raises(ValueError, match="unknown claim"):
+        claims.chapter_verdicts(tree.params, ["sea-weakest"])

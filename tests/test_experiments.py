@@ -225,3 +225,18 @@ def test_model_selection_and_paper_counterparts(smoke):
     assert "upernet_clean" not in paper.index
     assert ex.counterpart_label(smoke, "segmenter_pirat5_e") == "ADE20K Segmenter ViT-S, PIR-AT 5 steps, 128 ep."
     assert isinstance(ex.side_by_side(pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [2.0]})), pd.DataFrame)
+
+
+def test_middle_radius_is_where_sea_halves_the_clean_miou():
+    import pandas as pd
+
+    rows = [{"loss": "clean", "name": "clean", "eps_255": 0, "miou": 80.0}]
+    rows += [{"loss": "mce", "name": "MCE", "eps_255": e, "miou": m} for e, m in ((2, 10.0), (4, 41.0), (8, 5.0))]
+    rows += [
+        {"loss": "worst", "name": "worst case", "eps_255": e, "miou": m} for e, m in ((2, 70.0), (4, 35.0), (8, 2.0))
+    ]
+    assert ex.middle_radius(pd.DataFrame(rows)) == 4  # |35 - 40| beats |70 - 40| and |2 - 40|; MCE rows ignored
+    tie = [rows[0]] + [{"loss": "w", "name": "worst case", "eps_255": e, "miou": m} for e, m in ((2, 50.0), (4, 30.0))]
+    assert ex.middle_radius(pd.DataFrame(tie)) == 2
+    with pytest.raises(ValueError, match="clean row"):
+        ex.middle_radius(pd.DataFrame(rows[1:]))

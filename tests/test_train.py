@@ -167,7 +167,9 @@ def test_each_regime_decreases_the_training_loss(smoke, name, tmp_path):
     mp = smoke.model(name)
     backbone = None
     if mp.init != "random":
-        backbone = pretrain_backbone(smoke.pretrain, mp.arch, mp.init, tmp_path / "bb.safetensors", progress=False).path
+        backbone = pretrain_backbone(
+            smoke.pretrain, mp.arch, mp.init, tmp_path / "bb.safetensors", digit_side=(15, 19), progress=False
+        ).path
     over = {"epochs": 4, "robust_val_iter": 0, "val_images": None, "lr": 4e-3}
     params = dataclasses.replace(smoke, models={name: dataclasses.replace(mp, train={**mp.train, **over})})
     result = train_model(params, name, tmp_path / "run", backbone=backbone, progress=False)
@@ -363,11 +365,11 @@ def test_cli_trains_a_smoke_model_into_out(tmp_path, monkeypatch, capsys):
     from robseg_lib.train import run_from_args
 
     monkeypatch.setenv("ROBSEG_CACHE", str(tmp_path / "cache"))
-    args = _cli("--params", "smoke", "--model", "upernet_clean", "--out", str(tmp_path / "run"), "--no-progress")
+    args = _cli("--params", "smoke", "--model", "upernet_clean_e", "--out", str(tmp_path / "run"), "--no-progress")
     assert run_from_args(args) == 0
-    assert "trained upernet_clean" in capsys.readouterr().out
+    assert "trained upernet_clean_e" in capsys.readouterr().out
     meta = models.read_checkpoint_meta(tmp_path / "run" / "model.safetensors")
-    assert meta["name"] == "upernet_clean" and meta["profile"] == "smoke"
+    assert meta["name"] == "upernet_clean_e" and meta["profile"] == "smoke"
     assert [int(r["epoch"]) for r in _read_log(tmp_path / "run" / "train_log.csv")] == [1]
 
 

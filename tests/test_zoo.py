@@ -48,30 +48,30 @@ def spies(monkeypatch):
 
 
 def test_get_model_trains_once_then_loads_from_cache(smoke, tmp_path, spies):
-    params = _fast(smoke, "upernet_clean")
-    first = zoo.get_model(params, "upernet_clean", progress=False, root=tmp_path)
+    params = _fast(smoke, "upernet_clean_e")
+    first = zoo.get_model(params, "upernet_clean_e", progress=False, root=tmp_path)
     assert spies == {"train": 1, "pretrain": 1}  # clean init: the clean digit classifier is pre-trained first
     assert not first.training
-    folder = zoo.model_dir(params, "upernet_clean", tmp_path)
-    assert folder.parent == tmp_path / "smoke" and folder.name.startswith("upernet_clean-")
+    folder = zoo.model_dir(params, "upernet_clean_e", tmp_path)
+    assert folder.parent == tmp_path / "smoke" and folder.name.startswith("upernet_clean_e-")
     assert {"model.safetensors", "model.safetensors.json", "params.json", "train_log.csv"} <= {
         p.name for p in folder.iterdir()
     }
     mtime = (folder / "model.safetensors").stat().st_mtime_ns
-    second = zoo.get_model(params, "upernet_clean", progress=False, root=tmp_path)
+    second = zoo.get_model(params, "upernet_clean_e", progress=False, root=tmp_path)
     assert spies == {"train": 1, "pretrain": 1}
     assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
     assert not second.training
     for (k, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     manifest = json.loads((folder / "params.json").read_text())
-    assert manifest["key"] == zoo.model_key(params, "upernet_clean")
-    assert manifest["train"]["epochs"] == params.train_for("upernet_clean").epochs
+    assert manifest["key"] == zoo.model_key(params, "upernet_clean_e")
+    assert manifest["train"]["epochs"] == params.train_for("upernet_clean_e").epochs
 
-    log = zoo.training_log(params, "upernet_clean", root=tmp_path)
+    log = zoo.training_log(params, "upernet_clean_e", root=tmp_path)
     assert isinstance(log, pd.DataFrame) and list(log["epoch"]) == [1]
     table = zoo.list_zoo(params, root=tmp_path)
-    assert table.set_index("name").loc["upernet_clean", "cached"]
+    assert table.set_index("name").loc["upernet_clean_e", "cached"]
 
 
 def test_backbone_is_shared_between_models_and_env_root(smoke, tmp_path, spies, monkeypatch):
