@@ -73,6 +73,56 @@ print(
 )
 
 # %% [markdown]
+# ## Is the profile in the paper's regime?
+#
+# The comparisons below say something about the paper's claims only if the profile's models relate to each
+# other as the paper's do. Five criteria, fixed before any claim was looked at, say what that means
+# (`robseg_lib.regime`): background must not dominate the labelled pixels (else pixel accuracy is the
+# background share); the robust backbone must relate to its clean twin as a robust ImageNet model does (paper,
+# Table 5); budget E must be a converged short schedule for clean training (paper, Table 3: 50 VOC epochs are
+# as good as 300); and robust models must segment, the main model reaching 85 % of the clean model's clean mIoU
+# (the paper's: 97 %). Each row gives our value, the target and the paper's value; "met" says whether ours
+# meets the target. Clean mIoU is measured here on all validation images.
+
+# %%
+from robseg_lib import regime
+
+fams = regime.families(ps)
+backbones = {f.arch: regime.backbone_accuracies(ps, f.arch) for f in fams}
+clean_names = [n for f in fams for n in (f.clean_e, f.clean_long, f.robust)]
+mious = regime.clean_mious(ps, clean_names, device=ev.device)
+regime_frame = regime.regime_table(regime.background_share(ps), backbones, mious, fams)
+glue("regime_met", int((regime_frame["met"] == "yes").sum()), display=False)
+glue("regime_rows", len(regime_frame), display=False)
+regime_frame
+
+# %% [markdown]
+# {glue:text}`regime_met` of {glue:text}`regime_rows` rows meet their target. The robust backbone is
+# pre-trained once per architecture, cached and shared by every PIR-AT model, as robust ImageNet models are;
+# like the paper, the cost comparisons below do not charge it to PIR-AT. Its pre-training time, beside the clean
+# twin's:
+
+# %%
+regime.backbone_table(ps, [f.arch for f in fams])
+
+# %% [markdown]
+# Criterion 3's curve: the clean models' validation mIoU during training (E and 6E), with their final clean
+# mIoU on all validation images. Where the E model ends well below the 6E one, budget E is not converged, and
+# every comparison at E is one between models that are still learning to segment.
+
+# %%
+logs_clean = tc.training_logs(ps, [n for f in fams for n in (f.clean_e, f.clean_long)])
+fig = regime.convergence_figure(logs_clean, fams, mious, ps.train.epochs)
+
+# %% [markdown]
+# What was tried to bring budget E closer to convergence within the book's time budget (40 minutes for the whole
+# build on two cores, the zoo's 6E models included) is recorded in `params/tiny/train.yaml`: batch 32 (1.5 times
+# the images per second of batch 16), the learning rate that learns fastest, and scene-like pre-training. The
+# Segmenter (right) is further from convergence at E than the UPerNet (left); where its AT model's clean accuracy
+# equals the background share (the robust-models table), it predicts background everywhere, and its rows are the
+# paper's Segmenter counterparts read with that in mind.
+
+# %% [markdown]
 # ## Table 3: clean and SEA accuracy and mIoU with the training cost
 #
 # One row per model: training (AT from a clean backbone, PIR-AT from a robust one), attack steps, epochs and
@@ -129,3 +179,23 @@ speedup
 # the same budget and more robust than AT with budget 6E at every radius ("6 times faster"); with 5 steps it is
 # about as robust as AT with budget 6E (the same accuracy at 4/255, slightly lower mIoU at 8/255). Wall times are
 # measured on a shared machine and include the per-epoch validation; the pass counts are exact.
+
+# %% [markdown]
+# ## Verdict on this profile
+#
+# The claims of the paper that this page's numbers decide, checked as on the reproduction status page:
+
+# %%
+from robseg_lib import claims
+
+claims.chapter_verdicts(ps, ["at2-collapses", "pirat-e-vs-at-long"])
+
+# %% [markdown]
+# Both claims are about budget E, and the regime table at the top of this page says what budget E is on this
+# profile: criterion 3 compares the clean models trained for E and for 6E (with the convergence curve), and
+# criterion 4 the 5-step PIR-AT model's clean mIoU with the clean model's. Where these criteria fail, the E models
+# are still learning to segment when their schedule ends and the 6E models are not, so AT with budget 6E wins
+# on clean mIoU first and on robustness with it; the training curves above show where AT's long-budget runs pass
+# the E models' final numbers. For the same reason 2-step AT from the clean backbone need not collapse here: at
+# an unconverged budget E it can be as weak as 2-step PIR-AT, both short of a converged model, rather than a
+# model whose robustness failed while its clean accuracy is high, as in the paper (Table 3 above).

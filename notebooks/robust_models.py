@@ -129,3 +129,21 @@ experiments.wide(components, ["model", "eps_255"], order=order)
 # %%
 paper6 = experiments.paper_model_rows(ps, pir_at, tables=["table6_sea_components"])
 experiments.wide(paper6, ["model", "eps_255"], columns="attack", order=["MCE", "MCE-Bal", "JS", "SEA"])
+
+# %% [markdown]
+# ## Verdict on this profile
+#
+# The claims of the paper that this page's numbers decide, checked as on the reproduction status page:
+
+# %%
+from robseg_lib import claims
+
+claims.chapter_verdicts(ps, ["pirat-beats-at", "clean-not-robust"])
+
+# %% [markdown]
+# Whether PIR-AT's robust backbone gives it a lead at budget E depends on what budget E is on this profile: the
+# regime table of {doc}`at_vs_pirat` compares the E models' clean mIoU with the clean model's (criterion 4) and
+# the clean models at E and 6E (criterion 3). Where those criteria fail, neither E model segments well yet, the
+# robust backbone's head start is small against what both still have to learn, and the PIR-AT minus AT
+# differences above are of the size of the cells where AT is ahead. With the long budget, AT reaches far higher
+# clean and robust mIoU than either E model (the table above).
