@@ -87,14 +87,10 @@ print(
 # %%
 from robseg_lib import regime
 
-fams = regime.families(ps)
-backbones = {f.arch: regime.backbone_accuracies(ps, f.arch) for f in fams}
-clean_names = [n for f in fams for n in (f.clean_e, f.clean_long, f.robust)]
-mious = regime.clean_mious(ps, clean_names, device=ev.device)
-regime_frame = regime.regime_table(regime.background_share(ps), backbones, mious, fams)
-glue("regime_met", int((regime_frame["met"] == "yes").sum()), display=False)
-glue("regime_rows", len(regime_frame), display=False)
-regime_frame
+report = regime.report(ps, device=ev.device)
+glue("regime_met", report.met, display=False)
+glue("regime_rows", len(report.table), display=False)
+report.table
 
 # %% [markdown]
 # {glue:text}`regime_met` of {glue:text}`regime_rows` rows meet their target. The robust backbone is
@@ -103,7 +99,7 @@ regime_frame
 # twin's:
 
 # %%
-regime.backbone_table(ps, [f.arch for f in fams])
+report.backbones
 
 # %% [markdown]
 # Criterion 3's curve: the clean models' validation mIoU during training (E and 6E), with their final clean
@@ -111,8 +107,7 @@ regime.backbone_table(ps, [f.arch for f in fams])
 # every comparison at E is one between models that are still learning to segment.
 
 # %%
-logs_clean = tc.training_logs(ps, [n for f in fams for n in (f.clean_e, f.clean_long)])
-fig = regime.convergence_figure(logs_clean, fams, mious, ps.train.epochs)
+fig = report.figure()
 
 # %% [markdown]
 # What was tried to bring budget E closer to convergence within the book's time budget (40 minutes for the whole

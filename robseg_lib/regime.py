@@ -33,7 +33,8 @@ from matplotlib.figure import Figure
 
 from robseg_lib import paper, zoo
 from robseg_lib.data import dataset_from_params
-from robseg_lib.params import ParamError, ParamSet
+from robseg_lib.params import ParamSet
+from robseg_lib.training_curves import training_logs
 
 __all__ = [
     "BACKGROUND_MAX",
@@ -42,6 +43,7 @@ __all__ = [
     "ROBUST_RATIO_MIN",
     "TWIN_RATIO_MIN",
     "Family",
+    "Report",
     "backbone_accuracies",
     "backbone_table",
     "background_share",
@@ -50,6 +52,7 @@ __all__ = [
     "families",
     "paper_values",
     "regime_table",
+    "report",
 ]
 
 BACKGROUND_MAX = 60.0
@@ -86,10 +89,8 @@ class Family:
 def families(params: ParamSet) -> list[Family]:
     """The architectures of a profile with a clean model at E, a longer clean model and a 5-step PIR-AT model at E.
 
-    The main model (``eval.model``) is the robust model of its own architecture.
-
-    Raises:
-        ParamError: no architecture of the profile has all three models.
+    The main model (``eval.model``) is the robust model of its own architecture. Profiles of released models only
+    (paper scale) have none: only criterion 1 applies to them.
     """
     budget = params.train.epochs if params.train is not None else None
     main = params.eval.model
@@ -110,11 +111,6 @@ def families(params: ParamSet) -> list[Family]:
         if clean_e and clean_long and robust:
             label = "Segmenter" if "segmenter" in arch else "UPerNet"
             found.append(Family(label, arch, clean_e[0], clean_long[-1], robust[0]))
-    if not found:
-        raise ParamError(
-            f"profile {params.profile!r}: no architecture has a clean model at budget E, a longer clean model and a "
-            "5-step PIR-AT model at E (the regime criteria compare these)"
-        )
     return found
 
 
@@ -161,7 +157,8 @@ def backbone_table(params: ParamSet, archs: Sequence[str], root: str | Path | No
                     "pre-training (s)": round(m["wall_time_s"]),
                 }
             )
-    return pd.DataFrame(rows).set_index(["architecture", "backbone"])
+    columns = ["architecture", "backbone", "clean acc", "acc at 4/255", "pre-training (s)"]
+    return pd.DataFrame(rows, columns=columns).set_index(["architecture", "backbone"])
 
 
 def clean_mious(
@@ -182,12 +179,30 @@ def clean_mious(
     return out
 
 
-def paper_values() -> dict[str, float]:
-    """The paper's counterparts of the criteria, read from its tables (UPerNet + ConvNeXt-T, PASCAL-VOC)."""
+_PAPER_BACKBONES = {"UPerNet": "ConvNeXt-T + ConvStem", "Segmenter": "ViT-S"}
+
+
+def paper_values(label: str = "UPerNet") -> dict[str, float | None]:
+    """The paper's counterparts of the criteria for architecture ``label``, read from its tables.
+
+    Backbones: Table 5 (ConvNeXt-T + ConvStem for UPerNet, ViT-S for Segmenter). Convergence and the robust/clean
+    ratio: PASCAL-VOC UPerNet + ConvNeXt-T (Tables 1 and 3); the paper has no clean Segmenter nor two Segmenter
+    budgets, so these are ``None`` for it.
+    """
     t5 = paper.table("table5_backbones")
-    t5 = t5[(t5["architecture"] == "UPerNet") & (t5["backbone"] == "ConvNeXt-T + ConvStem")]
-    twin = float(t5.loc[t5["robust"] == "no", "imagenet_clean_acc"].iloc[0])
+    t5 = t5[(t5["architecture"] == label) & (t5["backbone"] == _PAPER_BACKBONES[label])]
     robust = t5[t5["robust"] == "yes"].iloc[0]
+    values: dict[str, float | None] = {
+        "clean_twin": float(t5.loc[t5["robust"] == "no", "imagenet_clean_acc"].iloc[0]),
+        "robust_clean": float(robust["imagenet_clean_acc"]),
+        "robust_4": float(robust["imagenet_robust_acc_4_255"]),
+        "e_miou": None,
+        "long_miou": None,
+        "robust_miou": None,
+        "clean_miou": None,
+    }
+    if label != "UPerNet":
+        return values
     t3 = paper.table("table3_at_vs_pirat")
     t3 = t3[(t3["dataset"] == "PascalVOC") & (t3["eps_255"] == 0)]
 
@@ -197,10 +212,7 @@ def paper_values() -> dict[str, float]:
 
     t1 = paper.table("table1_attacks")
     clean = float(t1.loc[(t1["dataset"] == "PascalVOC") & (t1["training"] == "clean"), "clean_miou"].iloc[0])
-    return {
-        "clean_twin": twin,
-        "robust_clean": float(robust["imagenet_clean_acc"]),
-        "robust_4": float(robust["imagenet_robust_acc_4_255"]),
+    return values | {
         "e_miou": t3_miou("AT", 2, 50),
         "long_miou": t3_miou("AT", 2, 300),
         "robust_miou": t3_miou("PIR-AT", 5, 50),
@@ -208,12 +220,16 @@ def paper_values() -> dict[str, float]:
     }
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a / b
+
+
 def regime_table(
     background: float,
     backbones: dict[str, dict[str, float]],
     mious: dict[str, float],
     fams: Sequence[Family],
-    paper_numbers: dict[str, float] | None = None,
+    paper_numbers: dict[str, dict[str, float | None]] | None = None,
 ) -> pd.DataFrame:
     """One row per criterion (and architecture): ours, the target, the paper's value, and whether ours meets it.
 
@@ -222,14 +238,16 @@ def regime_table(
         backbones: :func:`backbone_accuracies` per architecture (``Family.arch``).
         mious: :func:`clean_mious` of every model the families name.
         fams: :func:`families`.
-        paper_numbers: :func:`paper_values` (read from the paper's tables when ``None``).
+        paper_numbers: :func:`paper_values` per family label (read from the paper's tables when ``None``).
     """
-    p = paper_values() if paper_numbers is None else paper_numbers
     rows = [
         _row("1. class balance", "all", "background share of labelled val pixels (%)", background,
              f"<= {BACKGROUND_MAX:.0f}", None, background <= BACKGROUND_MAX),
     ]  # fmt: skip
     for fam in fams:
+        p = paper_values(fam.label) if paper_numbers is None else paper_numbers[fam.label]
+        long_minus_e = None if p["long_miou"] is None or p["e_miou"] is None else p["long_miou"] - p["e_miou"]
+        robust_over_clean = _ratio(p["robust_miou"], p["clean_miou"])
         bb = backbones[fam.arch]
         twin = bb["robust_clean"] / bb["clean_twin"]
         own = bb["robust_4"] / bb["robust_clean"]
@@ -238,16 +256,16 @@ def regime_table(
         rows += [
             _row("2. robust backbone", fam.label,
                  f"robust backbone clean acc / clean twin's ({bb['robust_clean']:.1f} / {bb['clean_twin']:.1f})",
-                 twin, f">= {TWIN_RATIO_MIN:.2f}", p["robust_clean"] / p["clean_twin"], twin >= TWIN_RATIO_MIN),
+                 twin, f">= {TWIN_RATIO_MIN:.2f}", _ratio(p["robust_clean"], p["clean_twin"]), twin >= TWIN_RATIO_MIN),
             _row("2. robust backbone", fam.label,
                  f"robust backbone acc at 4/255 / its clean acc ({bb['robust_4']:.1f} / {bb['robust_clean']:.1f})",
-                 own, f">= {OWN_RATIO_MIN:.2f}", p["robust_4"] / p["robust_clean"], own >= OWN_RATIO_MIN),
+                 own, f">= {OWN_RATIO_MIN:.2f}", _ratio(p["robust_4"], p["robust_clean"]), own >= OWN_RATIO_MIN),
             _row("3. E converged", fam.label,
                  f"clean mIoU at 6E - at E ({mious[fam.clean_long]:.1f} - {mious[fam.clean_e]:.1f})",
-                 gap, f"<= {CLEAN_GAP_MAX:.0f}", p["long_miou"] - p["e_miou"], gap <= CLEAN_GAP_MAX),
+                 gap, f"<= {CLEAN_GAP_MAX:.0f}", long_minus_e, gap <= CLEAN_GAP_MAX),
             _row("4. robust models segment", fam.label,
                  f"{fam.robust} clean mIoU / clean model's ({mious[fam.robust]:.1f} / {mious[fam.clean_long]:.1f})",
-                 ratio, f">= {ROBUST_RATIO_MIN:.2f}", p["robust_miou"] / p["clean_miou"], ratio >= ROBUST_RATIO_MIN),
+                 ratio, f">= {ROBUST_RATIO_MIN:.2f}", robust_over_clean, ratio >= ROBUST_RATIO_MIN),
         ]  # fmt: skip
     return pd.DataFrame(rows).set_index(["criterion", "architecture"])
 
@@ -259,7 +277,7 @@ def _row(
         "criterion": criterion,
         "architecture": arch,
         "measure": what,
-        "ours": round(ours, 3),
+        "ours": round(ours, 1 if criterion.startswith("1.") else 3),
         "target": target,
         "paper": None if paper_value is None else round(paper_value, 3),
         "met": "yes" if met else "no",
@@ -292,3 +310,46 @@ def convergence_figure(logs: pd.DataFrame, fams: Sequence[Family], mious: dict[s
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+@dataclass(frozen=True)
+class Report:
+    """The regime criteria of one profile, measured (:func:`report`).
+
+    Attributes:
+        params: the profile.
+        families: the compared models per architecture (:func:`families`; empty for released-model profiles).
+        table: :func:`regime_table`.
+        backbones: :func:`backbone_table` of the families' architectures.
+        mious: :func:`clean_mious` of the families' models.
+    """
+
+    params: ParamSet
+    families: list[Family]
+    table: pd.DataFrame
+    backbones: pd.DataFrame
+    mious: dict[str, float]
+
+    @property
+    def met(self) -> int:
+        """How many rows of the table meet their target."""
+        return int((self.table["met"] == "yes").sum())
+
+    def figure(self) -> Figure | None:
+        """:func:`convergence_figure` of the clean models (``None`` without families)."""
+        if not self.families:
+            return None
+        names = [n for f in self.families for n in (f.clean_e, f.clean_long)]
+        logs = training_logs(self.params, names)
+        return convergence_figure(logs, self.families, self.mious, self.params.train.epochs)
+
+
+def report(params: ParamSet, *, device: str = "cpu", root: str | Path | None = None) -> Report:
+    """Measure every regime criterion of a profile (zoo models and backbones trained if missing)."""
+    fams = families(params)
+    backbones = {f.arch: backbone_accuracies(params, f.arch, root) for f in fams}
+    mious = clean_mious(
+        params, [n for f in fams for n in (f.clean_e, f.clean_long, f.robust)], device=device, root=root
+    )
+    table = regime_table(background_share(params), backbones, mious, fams)
+    return Report(params, fams, table, backbone_table(params, [f.arch for f in fams], root), mious)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from robseg_lib import regime
-from robseg_lib.params import ParamError, load_params
+from robseg_lib.params import load_params
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,13 @@ def test_families_find_the_clean_and_robust_models_of_each_architecture(smoke):
     assert fams["Segmenter"].clean_e == "segmenter_clean_e" and fams["Segmenter"].robust == "segmenter_pirat5_e"
 
 
-def test_families_explain_a_profile_without_the_models(smoke):
+def test_a_profile_without_clean_models_at_e_has_only_the_class_balance_criterion(smoke):
     models = {n: m for n, m in smoke.models.items() if n not in ("upernet_clean_e", "segmenter_clean_e")}
-    with pytest.raises(ParamError, match="clean model at budget E"):
-        regime.families(dataclasses.replace(smoke, models=models))
+    bare = dataclasses.replace(smoke, models=models)
+    assert regime.families(bare) == []
+    report = regime.report(bare)
+    assert report.table.index.get_level_values("criterion").tolist() == ["1. class balance"]
+    assert report.backbones.empty and report.figure() is None
 
 
 def test_background_share_is_measured_on_the_validation_labels(smoke):
@@ -40,6 +43,9 @@ def test_paper_values_come_from_the_paper_tables():
     p = regime.paper_values()
     assert (p["clean_twin"], p["robust_clean"], p["robust_4"]) == (80.9, 72.7, 49.5)
     assert (p["e_miou"], p["long_miou"], p["robust_miou"], p["clean_miou"]) == (77.4, 76.3, 75.2, 77.2)
+    vit = regime.paper_values("Segmenter")
+    assert (vit["clean_twin"], vit["robust_clean"], vit["robust_4"]) == (81.2, 69.2, 44.4)
+    assert vit["e_miou"] is vit["robust_miou"] is None  # the paper has no clean Segmenter, no second budget
 
 
 FAM = regime.Family("UPerNet", "arch", "clean_e", "clean_long", "robust")
@@ -51,7 +57,7 @@ def test_regime_table_meets_and_misses_each_threshold():
     table = regime.regime_table(55.0, BACKBONES, mious, [FAM]).reset_index()
     met = dict(zip(table["criterion"] + "|" + table["measure"].str[:20], table["met"], strict=True))
     assert list(met.values()) == ["yes", "yes", "yes", "yes", "yes"]
-    assert table["ours"].round(3).tolist() == [55.0, round(85 / 90, 3), round(60 / 85, 3), 1.0, 0.875]
+    assert table["ours"].tolist() == [55.0, round(85 / 90, 3), round(60 / 85, 3), 1.0, 0.875]
     worse = regime.regime_table(
         61.0,
         {"arch": {"clean_twin": 90.0, "robust_clean": 80.0, "robust_4": 50.0}},
@@ -62,10 +68,13 @@ def test_regime_table_meets_and_misses_each_threshold():
 
 
 def test_regime_table_sets_the_paper_beside_ours():
-    table = regime.regime_table(50.0, BACKBONES, {"clean_e": 79.0, "clean_long": 80.0, "robust": 70.0}, [FAM])
-    paper = table["paper"].tolist()
+    mious = {"clean_e": 79.0, "clean_long": 80.0, "robust": 70.0, "s_e": 20.0, "s_long": 40.0, "s_robust": 10.0}
+    seg = regime.Family("Segmenter", "vit", "s_e", "s_long", "s_robust")
+    backbones = {**BACKBONES, "vit": BACKBONES["arch"]}
+    paper = regime.regime_table(50.0, backbones, mious, [FAM, seg])["paper"].tolist()
     assert pd.isna(paper[0])  # the paper states no background share
-    assert paper[1:] == [round(72.7 / 80.9, 3), round(49.5 / 72.7, 3), round(76.3 - 77.4, 3), round(75.2 / 77.2, 3)]
+    assert paper[1:5] == [round(72.7 / 80.9, 3), round(49.5 / 72.7, 3), round(76.3 - 77.4, 3), round(75.2 / 77.2, 3)]
+    assert paper[5:7] == [round(69.2 / 81.2, 3), round(44.4 / 69.2, 3)] and all(pd.isna(v) for v in paper[7:])
 
 
 @pytest.mark.slow
@@ -78,6 +87,16 @@ def test_measurements_on_the_smoke_zoo(smoke, tmp_path, one_thread):
     assert table.loc[(fam.arch, "clean"), "pre-training (s)"] >= 0
     mious = regime.clean_mious(smoke, [fam.clean_e], root=tmp_path)
     assert set(mious) == {fam.clean_e} and 0 <= mious[fam.clean_e] <= 100
+
+
+@pytest.mark.slow
+def test_report_measures_every_criterion_on_the_smoke_zoo(smoke, tmp_path, one_thread, monkeypatch):
+    monkeypatch.setenv("ROBSEG_CACHE", str(tmp_path))
+    report = regime.report(smoke)
+    assert len(report.table) == 1 + 4 * len(report.families) and report.met <= len(report.table)
+    assert set(report.mious) == {n for f in report.families for n in (f.clean_e, f.clean_long, f.robust)}
+    fig = report.figure()
+    assert len(fig.axes) == len(report.families)
 
 
 def test_convergence_figure_shows_both_clean_models_per_family():
