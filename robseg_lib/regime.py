@@ -28,12 +28,13 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
 from robseg_lib import paper, zoo
 from robseg_lib.data import dataset_from_params
+from robseg_lib.data.class_counts import class_pixel_counts
 from robseg_lib.params import ParamSet
+from robseg_lib.train import evaluate_segmentation
 from robseg_lib.training_curves import training_logs
 
 __all__ = [
@@ -115,10 +116,10 @@ def families(params: ParamSet) -> list[Family]:
 
 
 def background_share(params: ParamSet) -> float:
-    """Background's share (%) of the labelled validation pixels."""
-    labels = dataset_from_params(params.data, "val").labels
-    valid = labels != params.data.ignore_index
-    return float(100 * (labels[valid] == 0).double().mean())
+    """Background's (class 0's) share (%) of the labelled validation pixels."""
+    val = dataset_from_params(params.data, "val")
+    counts = class_pixel_counts(val, params.data.num_classes, params.data.ignore_index).double()
+    return float(100 * counts[0] / counts.sum())
 
 
 def _backbone_metrics(params: ParamSet, arch: str, kind: str, root: str | Path | None) -> dict[str, float]:
@@ -165,16 +166,13 @@ def clean_mious(
     params: ParamSet, names: Sequence[str], *, device: str = "cpu", root: str | Path | None = None
 ) -> dict[str, float]:
     """Clean mIoU (%) of zoo models on the whole validation set (models trained if missing)."""
-    from robseg_lib.train import evaluate_segmentation
-
     val = dataset_from_params(params.data, "val")
     out = {}
     for name in names:
         model = zoo.get_model(params, name, device=device, progress=False, root=root)
-        with torch.no_grad():
-            stats = evaluate_segmentation(
-                model, val, params.data.num_classes, params.data.ignore_index, params.eval.batch_size, device
-            )
+        stats = evaluate_segmentation(
+            model, val, params.data.num_classes, params.data.ignore_index, params.eval.batch_size, device
+        )
         out[name] = 100 * stats["val_miou"]
     return out
 
