@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -31,7 +32,7 @@ test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow and not notebooks and not book"
 
 book: $(STAMP)
-	$(BIN)/python -m robseg_lib book --profile $(PROFILE)
+	$(BIN)/python -m tools.book_build --profile $(PROFILE)
 
 clean-book:
 	rm -rf _build book/_generated

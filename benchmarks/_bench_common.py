@@ -1,13 +1,13 @@
 """Shared by the benchmark scripts: the tiny profile's sizes, CPU-time measurement and the JSON record.
 
 Every script writes one JSON file (``results/benchmarks/<script>.json`` by default, see
-:func:`robseg_lib.claims.benchmark_path`) holding::
+:func:`robseg_lib.book.claims.benchmark_path`) holding::
 
     {"benchmark": "<script>", "date": "<UTC, ISO 8601>", "machine": {...}, "options": {...},
      "results": [{"setting": "<what was measured>", "ratio": 1.02, "target": 1.10, ...}, ...]}
 
 ``ratio`` and ``target`` are present in the results of the scripts that check a cost target
-(:data:`robseg_lib.claims.BENCHMARK_TARGETS`); each result also holds its timings in ms.
+(:data:`robseg_lib.book.claims.BENCHMARK_TARGETS`); each result also holds its timings in ms.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from robseg_lib import claims
 from robseg_lib._io import atomic_json_dump
+from robseg_lib.book import claims
 from robseg_lib.params import ParamSet, load_params
 
 PROFILE = "tiny"

@@ -1,6 +1,6 @@
 """Cost of adversarial training: one k-step AT iteration vs (k+1) clean iterations, measured in one run.
 
-The paper counts k-step AT as (k+1)x clean training (ALGORITHMS.md §8.2); the training log's ``cost_passes``
+The paper counts k-step AT as (k+1)x clean training (algorithms §8.2); the training log's ``cost_passes``
 column uses that count. This script checks that our AT iteration costs no more than that (target ratio <= 1.05):
 each attack step is a forward and an input-gradient backward, cheaper than a training step (no weight gradients,
 no optimiser update). Timings are medians over interleaved repeats, so a noisy machine affects both sides alike.
@@ -22,7 +22,7 @@ import torch
 from _bench_common import Timing, add_output_option, add_timing_options, profile_params, timing_setup, write_record
 
 from robseg_lib import models
-from robseg_lib.train import param_groups, pgd_training_attack, segmentation_loss
+from robseg_lib.engines.train import param_groups, pgd_training_attack, segmentation_loss
 
 NAME = "bench_at_overhead"
 TARGET_RATIO = 1.05

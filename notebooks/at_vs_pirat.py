@@ -27,15 +27,9 @@
 # backbone PIR-AT starts from is not counted (robust ImageNet models are reused; here one robust digit
 # classifier serves every PIR-AT model). The "Robust models" page compares AT and PIR-AT at equal budgets.
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import experiments
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: Optional[str] = None  # comma-separated zoo models; None: every AT and PIR-AT UPerNet model of the profile
 eps: Optional[int] = None  # L-inf radius in /255 of the speed-up table and cost figure; None: the profile's eval.eps
@@ -46,11 +40,10 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "models", "eps", "n_iter", "n_images", "batch_size", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(eps=eps, n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
+from robseg_lib.book import experiments
+from robseg_lib.params import notebook_setup
+
+ps, ev, _ = notebook_setup(globals())
 settings = {
     "n_iter": ev.n_iter,
     "n_images": n_images or experiments.sweep_images(ps),
@@ -61,7 +54,7 @@ settings = {
 # %%
 from myst_nb import glue
 
-from robseg_lib import training_curves as tc
+from robseg_lib.book import training_curves as tc
 
 names = models.split(",") if models else tc.adversarial_models(ps)
 frame = experiments.sweep(ps, names, sorted({*ev.radii, ev.eps}), ["sea"], seeds=[ev.seed], **settings)
@@ -77,7 +70,7 @@ print(
 #
 # The comparisons below say something about the paper's claims only if the profile's models relate to each
 # other as the paper's do. Five criteria, fixed before any claim was looked at, say what that means
-# (`robseg_lib.regime`): background must not dominate the labelled pixels (else pixel accuracy is the
+# (`robseg_lib.book.regime`): background must not dominate the labelled pixels (else pixel accuracy is the
 # background share); the robust backbone must relate to its clean twin as a robust ImageNet model does (paper,
 # Table 5); budget E must be a converged short schedule for clean training (paper, Table 3: 50 VOC epochs are
 # as good as 300); and robust models must segment, the main model reaching 85 % of the clean model's clean mIoU
@@ -85,7 +78,7 @@ print(
 # meets the target. Clean mIoU is measured here on all validation images.
 
 # %%
-from robseg_lib import regime
+from robseg_lib.book import regime
 
 report = regime.report(ps, device=ev.device)
 glue("regime_met", report.met, display=False)
@@ -127,8 +120,6 @@ fig = report.figure()
 
 # %%
 sea = frame[frame["loss"].isin(["clean", "worst case"])]
-for key, value in experiments.glue_values(sea, "at_vs_pirat").items():
-    glue(key, value, display=False)
 tc.table3(ps, frame, logs, labels=("ours", "paper, Table 3"))
 
 # %% [markdown]
@@ -165,8 +156,6 @@ fig = tc.robustness_vs_cost(
 
 # %%
 speedup = tc.speedup_table(summary, ev.eps)
-for (_, _, model), value in speedup[("ours", "relative cost")].items():
-    glue(f"at_vs_pirat_{model}_relative_cost", value, display=False)
 speedup
 
 # %% [markdown]
@@ -181,7 +170,7 @@ speedup
 # The claims of the paper that this page's numbers decide, checked as on the reproduction status page:
 
 # %%
-from robseg_lib import claims
+from robseg_lib.book import claims
 
 claims.chapter_verdicts(ps, ["at2-collapses", "pirat-e-vs-at-long"])
 

@@ -21,12 +21,12 @@
 # strongest everywhere (MCE most often for accuracy, MCE-Bal for mIoU); SEA is the strongest in accuracy
 # everywhere and in mIoU in all but one case.
 #
-# **Protocol.** SegPGD and CosPGD are PGD with the SEA paper's settings (App. B.1): a fixed step size per
-# radius (3e-3 at 4/255, 5e-3 at 8/255, ...), the same number of iterations as each SEA attack, and per image
-# the iterate with the highest loss. CosPGD is the sigmoid variant that the paper's text describes; which variant
-# produced the paper's numbers is inferred, not stated **[U]** (ALGORITHMS.md §3.6). The random start of the PGD
-# attacks and the loss that picks their best iterate are not stated either **[U]**; here: a uniform random
-# start in the ε-ball and the attack's own loss.
+# **Protocol.** SegPGD and CosPGD are PGD with the SEA paper's settings (App. B.1): a fixed step size per radius (3e-3
+# at 4/255, 5e-3 at 8/255, ...), the same number of iterations as each SEA attack, and per image the iterate with the
+# highest loss. CosPGD is the sigmoid variant that the paper's text describes; which variant produced the paper's
+# numbers is inferred, not stated **[U]** ({ref}`algorithms §3.6 <algorithms-3-6>`). The random start of the PGD attacks
+# and the loss that picks their best iterate are not stated either **[U]**; here: a uniform random start in the ε-ball
+# and the attack's own loss.
 #
 # **Models and radii.** As in the paper, the clean model and the 2-step AT model from a clean backbone (the
 # paper's ADE20K AT row) are attacked at small radii, where they still have some accuracy, and the robust PIR-AT
@@ -34,14 +34,9 @@
 # models, one eighth of the profile's radii 2, 4 and 8/255); the paper attacks its PIR-AT models at 4, 8 and
 # 12/255, radii at which our smaller DigitScenes models would be fully broken.
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: Optional[str] = None  # three zoo models (clean, AT, PIR-AT), comma-separated; None: chosen by their recipes
 n_iter: Optional[int] = None  # iterations of every attack; None: the profile's
@@ -51,16 +46,14 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "models", "n_iter", "n_images", "batch_size", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
+from robseg_lib.params import notebook_setup
+
+ps, ev, _ = notebook_setup(globals())
 
 # %%
 from myst_nb import glue
 
-from robseg_lib import experiments
+from robseg_lib.book import experiments
 
 if models:
     roles = dict(zip(("clean", "AT", "PIR-AT"), models.split(","), strict=True))
@@ -92,14 +85,12 @@ print(f"{ev.n_iter} iterations per attack on {images} validation images (paper: 
 
 # %%
 order = ["clean", "CosPGD", "SegPGD", "JS", "MCE", "MCE-Bal", "SEA"]
-for key, value in experiments.glue_values(frame, "attack_comparison").items():
-    glue(key, value, display=False)
 experiments.wide(experiments.clean_beside(frame), index=["model", "eps_255"], order=order)
 
 # %% [markdown]
 # The paper's Table 1 for its UPerNet + ConvNeXt-T models of the same roles: clean-trained (PASCAL-VOC), 2-step
 # AT (ADE20K, 128 epochs) and 5-step PIR-AT (PASCAL-VOC, 50 epochs). Table 1 gives the PIR-AT model's clean
-# mIoU as 75.9, Tables 2 and 3 as 75.2 (ALGORITHMS.md §16).
+# mIoU as 75.9, Tables 2 and 3 as 75.2 ({ref}`algorithms §16 <algorithms-16>`).
 
 # %%
 paper = experiments.paper_table1()
@@ -127,7 +118,7 @@ experiments.side_by_side(ours, theirs)
 # The claims of the paper that this page's numbers decide, checked as on the reproduction status page:
 
 # %%
-from robseg_lib import claims
+from robseg_lib.book import claims
 
 claims.chapter_verdicts(ps, ["sea-strongest", "sea-beats-baselines", "mcebal-best-miou", "mce-best-acc"])
 

@@ -27,22 +27,19 @@
 # textures, colours, stroke width and digit sizes, at the training crop size. Adversarially trained classifiers
 # there provide the robust backbones from which PIR-AT starts.
 
-# %%
-from robseg_lib import params as rp
-
-_before = set(globals())
-
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 
 # %%
-P = rp.notebook_parameters(globals(), _before, declared=("profile",))
-ps = rp.load_params(profile)
+from robseg_lib.params import notebook_setup
+
+ps = notebook_setup(globals()).params
 
 # %%
 from myst_nb import glue
 
-from robseg_lib import data, plots
+from robseg_lib import data
+from robseg_lib.book import plots
 from robseg_lib.data.digitscenes import CLASS_NAMES
 
 train = data.dataset_from_params(ps.data, "train")
@@ -55,7 +52,6 @@ val = data.dataset_from_params(ps.data, "val")
 
 # %%
 fig = plots.sample_grid(val.images[:6], val.labels[:6], CLASS_NAMES, ps.data.ignore_index)
-glue("digitscenes_samples", fig, display=False)
 
 # %% [markdown]
 # ## Composition
@@ -64,8 +60,6 @@ glue("digitscenes_samples", fig, display=False)
 
 # %%
 summary = data.digitscenes_summary(train, val, ps.data.ignore_index)
-glue("digitscenes_n_train", len(train), display=False)
-glue("digitscenes_n_val", len(val), display=False)
 glue("digitscenes_val_background", round(summary["class_share"]["val"][0], 1), display=False)
 summary["splits"]
 

@@ -30,26 +30,22 @@
 # progressive radius reduction: one of the attacks in SEA, not the full ensemble, so the accuracies shown are
 # upper bounds on the robust accuracy of these images.
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 model: Optional[str] = None  # zoo model to explore; None: a clean and a robust model of the profile
 n_iter: Optional[int] = None  # APGD iterations per radius; None: the profile's eval.n_iter
 seed: Optional[int] = None  # seed of the attack's random start; None: the profile's eval.seed
 
 # %%
-P = rp.notebook_parameters(globals(), _before, declared=("profile", "model", "n_iter", "seed"))
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, seed=seed)
+from robseg_lib.params import notebook_setup
+
+ps, ev, _ = notebook_setup(globals())
 
 # %%
-from robseg_lib import data, explorer
+from robseg_lib import data
+from robseg_lib.book import explorer
 
 RADII = (0, 2, 4, 8, 12)  # /255
 chosen = explorer.explorer_models(ps, model, device=ev.device)

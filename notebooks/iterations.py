@@ -25,14 +25,9 @@
 # broken: of the profile's radii, the one where SEA's worst-case mIoU (at N iterations) is closest to half the
 # clean mIoU, as the paper's 8/255 leaves its main model at about half its clean mIoU (Table 2).
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 model: Optional[str] = None  # zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT UPerNet)
 eps: Optional[int] = None  # L-inf radius in /255; None: the profile's radius where SEA halves the clean mIoU
@@ -43,18 +38,14 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "model", "eps", "n_iter", "n_images", "batch_size", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
-model_name = model or ps.default_model()
+from robseg_lib.params import notebook_setup
+
+ps, ev, model_name = notebook_setup(globals())
 
 # %%
 import pandas as pd
-from myst_nb import glue
 
-from robseg_lib import experiments
+from robseg_lib.book import experiments
 
 images = n_images or experiments.sweep_images(ps)
 settings = {"n_images": images, "batch_size": ev.batch_size, "device": ev.device}
@@ -90,7 +81,4 @@ fig = experiments.iteration_curves(attacked, title=f"{model_name}, ε = {experim
 # about 0.1 points from 300 to 500 iterations).
 
 # %%
-for n, row in attacked[attacked["name"] == "worst case"].set_index("n_iter").iterrows():
-    glue(f"iterations_it{n}_acc", row["acc"], display=False)
-    glue(f"iterations_it{n}_miou", row["miou"], display=False)
 experiments.wide(attacked, index="n_iter", order=["MCE-Bal", "MCE", "JS", "worst case"]).rename_axis("iterations")

@@ -23,14 +23,9 @@
 # accuracy over the pair and the greedy worst-case mIoU restricted to choosing one of the pair's attacks per
 # image, recomputed from those stored statistics (the same SEA runs as the robust-models page).
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 model: Optional[str] = None  # zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT UPerNet)
 n_iter: Optional[int] = None  # APGD iterations per SEA loss; None: the profile's
@@ -40,21 +35,20 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "model", "n_iter", "n_images", "batch_size", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
-model_name = model or ps.default_model()
+from robseg_lib.params import notebook_setup
+
+ps, ev, model_name = notebook_setup(globals())
 settings = {"n_iter": ev.n_iter, "n_images": ev.n_images, "batch_size": ev.batch_size, "device": ev.device}
 
 # %%
 import pandas as pd
-from myst_nb import glue
 
-from robseg_lib import experiments, reporting
+from robseg_lib.book import experiments, reporting
+from robseg_lib.engines import evaluate
 
-results = {eps: experiments.run(ps, model_name, eps=eps, seed=ev.seed, **settings) for eps in ev.radii}
+results = {
+    eps: evaluate.run(evaluate.Evaluation.of(ps, model_name, eps=eps, seed=ev.seed, **settings)) for eps in ev.radii
+}
 pairs = pd.concat([experiments.loss_subsets(r).assign(eps_255=eps) for eps, r in results.items()])
 print(
     f"model {model_name} ({ps.model(model_name).description}); SEA on {next(iter(results.values())).n_images} "
@@ -68,8 +62,6 @@ print(
 # radii and the paper's (5-step PIR-AT UPerNet + ConvNeXt-T on PASCAL-VOC) at 4, 8 and 12/255.
 
 # %%
-for key, value in experiments.glue_values(pairs.assign(model=model_name, name=pairs["attacks"]), "loss_pairs").items():
-    glue(key, value, display=False)
 ours = experiments.wide(pairs, index="attacks", columns="eps_255")
 paper = reporting.paper_rows("table7_loss_pairs").replace({"attacks": {"SEA (MCE+MCE-Bal+JS)": "SEA"}})
 experiments.side_by_side(ours, experiments.wide(paper, index="attacks", columns="eps_255"))

@@ -28,33 +28,29 @@
 #
 # The scripts in `benchmarks/` measure both in one run each: single-threaded process CPU time (which other
 # processes disturb far less than the wall clock), glibc's malloc thresholds pinned, and the two sides
-# interleaved, with the median over repeats. `python -m robseg_lib book` runs them when their files in
+# interleaved, with the median over repeats. `make book` runs them when their files in
 # `results/benchmarks/` are missing (`--rerun-benchmarks` measures again), at the tiny profile's model and sizes,
 # whatever the profile of the book. The paper-scale setting, UPerNet-ConvNeXt-T at 128×128 with batch 2, takes
 # minutes on a CPU and is a manual run: `python benchmarks/bench_apgd_overhead.py --settings tiny convnext-t`.
-
-# %%
-from robseg_lib import params as rp
-
-_before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 
 # %%
-P = rp.notebook_parameters(globals(), _before, declared=("profile",))
-ps = rp.load_params(profile)
+from robseg_lib.params import notebook_setup
+
+ps = notebook_setup(globals()).params
 
 # %%
 from IPython.display import display
 
-from robseg_lib import claims
-from robseg_lib import training_curves as tc
+from robseg_lib.book import claims
+from robseg_lib.book import training_curves as tc
 
 names = (*claims.BENCHMARK_TARGETS, "bench_models")
 records = claims.load_benchmarks(ps, names)
 for name in names:
-    state = f"measured {records[name]['date']}" if name in records else "not run (python -m robseg_lib book runs it)"
+    state = f"measured {records[name]['date']}" if name in records else "not run (make book runs it)"
     print(f"benchmarks/{name}.py: {state}")
 
 # %% [markdown]

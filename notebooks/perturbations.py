@@ -34,14 +34,9 @@
 # the clean model at one eighth of those radii (on `tiny`: 0.25, 0.5, 1 and 2/255, the paper's radii for its
 # clean models). The perturbation rows show δ magnified to the full colour range (grey: δ = 0).
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: Optional[str] = None  # two zoo models (clean, PIR-AT), comma-separated; None: chosen by their recipes
 n_iter: Optional[int] = None  # APGD iterations per attack; None: the profile's
@@ -50,14 +45,16 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts; None: the profile's
 
 # %%
-P = rp.notebook_parameters(globals(), _before, declared=("profile", "models", "n_iter", "n_images", "device", "seed"))
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, device=device, seed=seed)
+from robseg_lib.params import notebook_setup
+
+ps, ev, _ = notebook_setup(globals(), eval_overrides=("n_iter", "device", "seed"))
 
 # %%
 import pandas as pd
 
-from robseg_lib import data, experiments, perturbations, zoo
+from robseg_lib import data
+from robseg_lib.book import experiments, perturbations
+from robseg_lib.engines import zoo
 
 if models:
     roles = dict(zip(("clean", "PIR-AT"), models.split(","), strict=True))

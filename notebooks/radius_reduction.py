@@ -27,14 +27,9 @@
 # 8/255 and 12/255 are the two largest of its radii too). The red-ε scheme is SEA itself; its runs are shared
 # with the other pages.
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 model: Optional[str] = None  # zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT UPerNet)
 n_iter: Optional[int] = None  # APGD iterations N of every scheme; None: the profile's
@@ -44,17 +39,14 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "model", "n_iter", "n_images", "batch_size", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
-model_name = model or ps.default_model()
+from robseg_lib.params import notebook_setup
+
+ps, ev, model_name = notebook_setup(globals())
 
 # %%
 from myst_nb import glue
 
-from robseg_lib import experiments
+from robseg_lib.book import experiments
 
 images = n_images or experiments.sweep_images(ps)
 radii = sorted(ev.radii)[-2:]
@@ -99,8 +91,6 @@ experiments.wide(attacked, index=["eps_255", "attack"], order=["MCE-Bal", "MCE",
 winners = experiments.strongest(attacked, by=["eps_255", "name"], among="attack")
 cases = 2 * len(winners)
 red_best = sum(winners[c].str.contains("red-ε").sum() for c in ("lowest Acc", "lowest mIoU"))
-glue("radius_reduction_red_best", int(red_best), display=False)
-glue("radius_reduction_cases", cases, display=False)
 print(f"red-ε is (one of) the strongest in {red_best} of {cases} cases (paper: all, or almost all)")
 winners
 
@@ -117,7 +107,7 @@ winners
 # %%
 import pandas as pd
 
-from robseg_lib import radius_stages
+from robseg_lib.book import radius_stages
 
 largest = radii[-1]
 stage_frames = []
@@ -150,7 +140,7 @@ stages.pivot_table(index=["n_iter", "point"], columns="loss", values=["acc", "mi
 # The claim of the paper that this page's numbers decide, checked as on the reproduction status page:
 
 # %%
-from robseg_lib import claims
+from robseg_lib.book import claims
 
 claims.chapter_verdicts(ps, ["red-eps"])
 

@@ -16,7 +16,7 @@
 #
 # Every claim of the paper that this book checks, in one table: the claim and where the paper makes it, the
 # paper's numbers, ours for the profile that was run, and a verdict. As in RobustBench, the claims are stored as
-# data (`robseg_lib.claims`), each with a check that reads the finished results of the other chapters; this page
+# data (`robseg_lib.book.claims`), each with a check that reads the finished results of the other chapters; this page
 # runs no attack itself and comes last in the book.
 #
 # - **pass**: our results show what the paper claims. Orderings hold within the rounding of the paper's tables
@@ -28,29 +28,24 @@
 #
 # The paper column is the same check run on the paper's own tables where they hold the numbers, so that ours and
 # the paper's read alike; otherwise it states the paper's claim in words. Caveats of the paper's numbers (its
-# tables disagree in places, ALGORITHMS.md §16) follow in brackets.
+# tables disagree in places, {ref}`algorithms §16 <algorithms-16>`) follow in brackets.
 #
 # At the default scale (`tiny`: DigitScenes and tiny models) the numbers differ from the paper's by design, so
 # only orderings are compared. At paper scale (`voc`, `ade20k`) every SEA number is also put beside the paper's.
-
-# %%
-from robseg_lib import params as rp
-
-_before = set(globals())
 
 # %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 
 # %%
-P = rp.notebook_parameters(globals(), _before, declared=("profile",))
-ps = rp.load_params(profile)
+from robseg_lib.params import notebook_setup
+
+ps = notebook_setup(globals()).params
 
 # %%
 import pandas as pd
 from IPython.display import display
-from myst_nb import glue
 
-from robseg_lib import claims
+from robseg_lib.book import claims
 
 evidence = claims.collect_evidence(ps)
 attacked = evidence.results[evidence.results["eps_255"] > 0]
@@ -69,9 +64,6 @@ print(
 pd.set_option("display.max_colwidth", None)
 table = claims.status_table(evidence, paper=claims.paper_evidence())
 counts = {status: int((table["status"] == status).sum()) for status in ("pass", "fail", "not run")}
-for status, n in counts.items():
-    glue(f"status_{status.replace(' ', '_')}", n, display=False)
-glue("status_claims", len(table), display=False)
 print(", ".join(f"{status}: {n}" for status, n in counts.items()) + f" (of {len(table)} claims)")
 table
 

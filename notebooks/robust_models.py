@@ -24,15 +24,9 @@
 # beside ours. The data sets and model sizes differ (DigitScenes and tiny models against PASCAL-VOC and ADE20K),
 # so compare orderings and gaps, not values.
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import experiments
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: Optional[str] = None  # comma-separated zoo models; None: every model of the profile's zoo
 n_iter: Optional[int] = None  # APGD iterations per SEA loss; None: the profile's
@@ -42,11 +36,10 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "models", "n_iter", "n_images", "batch_size", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
+from robseg_lib.book import experiments
+from robseg_lib.params import notebook_setup
+
+ps, ev, _ = notebook_setup(globals())
 names = models.split(",") if models else list(ps.models)
 settings = {
     "n_iter": ev.n_iter,
@@ -56,9 +49,7 @@ settings = {
 }
 
 # %%
-from myst_nb import glue
-
-from robseg_lib import zoo
+from robseg_lib.engines import zoo
 
 frame = experiments.sweep(ps, names, ev.radii, ["sea"], seeds=[ev.seed], **settings)
 radii = ", ".join(experiments.radius_label(r) for r in ev.radii)
@@ -89,16 +80,14 @@ overview
 
 # %%
 sea = frame[frame["loss"].isin(["clean", "worst case"])]
-for key, value in experiments.glue_values(sea, "robust_models").items():
-    glue(key, value, display=False)
 ours = experiments.wide(sea, index="model", columns="eps_255")
 paper = experiments.wide(experiments.paper_model_rows(ps, names), index="model", columns="eps_255")
 experiments.side_by_side(ours, paper, labels=("ours (DigitScenes)", "paper"))
 
 # %% [markdown]
-# The paper's own tables disagree on two of these numbers (ALGORITHMS.md §16): the main model's clean mIoU is
-# 75.2 here (Tables 2 and 3) but 75.9 in Table 1, and the ADE20K Segmenter PIR-AT model's SEA mIoU at 8/255 is
-# 5.3 here but 5.4 in Tables 6 and 9; the tables show the value of the table they come from.
+# The paper's own tables disagree on two of these numbers ({ref}`algorithms §16 <algorithms-16>`): the main model's
+# clean mIoU is 75.2 here (Tables 2 and 3) but 75.9 in Table 1, and the ADE20K Segmenter PIR-AT model's SEA mIoU at
+# 8/255 is 5.3 here but 5.4 in Tables 6 and 9; the tables show the value of the table they come from.
 #
 # The paper's claims to look for: PIR-AT is more robust than AT at the same number of attack steps and
 # epochs; 2-step AT from a clean backbone with the short budget is hardly robust; a longer budget helps AT;
@@ -136,7 +125,7 @@ experiments.wide(paper6, ["model", "eps_255"], columns="attack", order=["MCE", "
 # The claims of the paper that this page's numbers decide, checked as on the reproduction status page:
 
 # %%
-from robseg_lib import claims
+from robseg_lib.book import claims
 
 claims.chapter_verdicts(ps, ["pirat-beats-at", "clean-not-robust"])
 

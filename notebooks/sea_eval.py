@@ -29,14 +29,9 @@
 #
 # Run it for another radius with `papermill notebooks/sea_eval.ipynb out.ipynb -p eps 8` (eps in /255).
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 model: Optional[str] = None  # zoo model (params/<profile>/models.yaml); None: the profile's eval.model
 eps: Optional[int] = None  # L-inf radius in /255; None: the profile's eval.eps
@@ -47,31 +42,19 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "model", "eps", "n_iter", "n_images", "batch_size", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(eps=eps, n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device, seed=seed)
-model_name = model or ps.default_model()
-model_params = ps.model(model_name)  # an unknown name fails here, listing the valid ones
+from robseg_lib.params import notebook_setup
+
+ps, ev, model_name = notebook_setup(globals())
 
 # %%
-from myst_nb import glue
-
-from robseg_lib import data, evaluate, plots, reporting, zoo
+from robseg_lib import data
+from robseg_lib.book import plots, reporting
+from robseg_lib.engines import evaluate, zoo
 
 net = zoo.get_model(ps, model_name, device=ev.device)
-result = evaluate.evaluate_profile(
-    ps,
-    net,
-    model_name,
-    eps=ev.eps,
-    n_iter=ev.n_iter,
-    n_images=ev.n_images,
-    batch_size=ev.batch_size,
-    seed=ev.seed,
-    device=ev.device,
-)
+settings = {"n_iter": ev.n_iter, "n_images": ev.n_images, "batch_size": ev.batch_size, "seed": ev.seed}
+evaluation = evaluate.Evaluation.of(ps, model_name, eps=ev.eps, device=ev.device, **settings)
+result = evaluate.run(evaluation, model=net, progress=True)
 
 # %% [markdown]
 # ## Robust accuracy and mIoU
@@ -84,8 +67,6 @@ result = evaluate.evaluate_profile(
 # %%
 reference = reporting.paper_main_model(ev.eps)
 table = reporting.sea_table(result.table(), reference)
-for key, value in (("clean_miou", result.clean_miou), ("sea_miou", result.worst_miou), ("sea_acc", result.worst_acc)):
-    glue(f"sea_eval_{key}", 100 * value, display=False)
 print(
     f"model {model_name} ({ps.model(model_name).description}), eps = {ev.eps}/255, "
     f"{result.n_images} images, {ev.n_iter} iterations per attack"

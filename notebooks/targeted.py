@@ -20,26 +20,21 @@
 # **completely replaced by the target**; on the 5-step PIR-AT version of the same model the prediction is
 # **barely affected**. The paper shows this for one image and gives no numbers.
 #
-# Here the same attack runs on a clean model and on the profile's main PIR-AT model (the same architecture),
-# for two target classes of DigitScenes: **background** (erase every digit) and **digit 8** (paint the whole image
-# as one digit), the analogues of a background-like "stuff" class and an object class. Two details are not
-# stated in the paper **[U]** (ALGORITHMS.md §7.3), and are book choices: APGD's step-size control tracks the
-# attacked objective itself (−JS to the target), and the returned iterate is, per image, the one with the most
-# pixels predicted as the target. No pixel is masked: ignored pixels of the labels are attacked too.
+# Here the same attack runs on a clean model and on the profile's main PIR-AT model (the same architecture), for two
+# target classes of DigitScenes: **background** (erase every digit) and **digit 8** (paint the whole image as one
+# digit), the analogues of a background-like "stuff" class and an object class. Two details are not stated in the paper
+# **[U]** ({ref}`algorithms §7.3 <algorithms-7-3>`), and are book choices: APGD's step-size control tracks the attacked
+# objective itself (−JS to the target), and the returned iterate is, per image, the one with the most pixels predicted
+# as the target. No pixel is masked: ignored pixels of the labels are attacked too.
 #
 # The radius is the profile's `eval.targeted_eps`: the paper's 2/255 at paper scale, 8/255 on `tiny`, whose clean
 # model is harder to fool than the paper's (at 2/255 the attack turns only about 5 % of its pixels into digit 8;
 # the untargeted SEA needs 8/255 to bring its accuracy near zero, where the paper's clean model is there at
 # 1/255).
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 models: Optional[str] = None  # two zoo models (clean, PIR-AT), comma-separated; None: chosen by their recipes
 eps: Optional[int] = None  # L-inf radius in /255 of the targeted attack; None: the profile's eval.targeted_eps
@@ -49,18 +44,17 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts; None: the profile's
 
 # %%
-P = rp.notebook_parameters(
-    globals(), _before, declared=("profile", "models", "eps", "n_iter", "n_images", "device", "seed")
-)
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, device=device, seed=seed)
+from robseg_lib.params import notebook_setup
+
+ps, ev, _ = notebook_setup(globals(), eval_overrides=("n_iter", "device", "seed"))
 radius = eps or ps.eval.targeted_eps
 
 # %%
 import pandas as pd
 import torch
 
-from robseg_lib import data, experiments, perturbations
+from robseg_lib import data
+from robseg_lib.book import experiments, perturbations
 
 if models:
     roles = dict(zip(("clean", "PIR-AT"), models.split(","), strict=True))

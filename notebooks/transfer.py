@@ -33,14 +33,9 @@
 # iterations, at the profile's radii; white-box SEA on the target (and its MCE attack alone, the loss of the
 # transfer attacks) is the reference.
 
-# %%
+# %% tags=["parameters"]
 from typing import Optional
 
-from robseg_lib import params as rp
-
-_before = set(globals())
-
-# %% tags=["parameters"]
 profile: str = "tiny"  # parameter profile (params/<profile>/)
 model: Optional[str] = None  # target zoo model; None: the profile's eval.model (the paper's: 5-step PIR-AT)
 n_iter: Optional[int] = None  # APGD iterations on each source and of each SEA attack; None: the profile's
@@ -49,15 +44,14 @@ device: Optional[str] = None  # torch device; None: the profile's
 seed: Optional[int] = None  # seed of the random starts and of the greedy search; None: the profile's
 
 # %%
-P = rp.notebook_parameters(globals(), _before, declared=("profile", "model", "n_iter", "n_images", "device", "seed"))
-ps = rp.load_params(profile)
-ev = ps.eval_with(n_iter=n_iter, device=device, seed=seed)
-target = model or ps.default_model()
+from robseg_lib.params import notebook_setup
+
+ps, ev, target = notebook_setup(globals(), eval_overrides=("n_iter", "device", "seed"))
 
 # %%
 import pandas as pd
 
-from robseg_lib import experiments, perturbations, reporting
+from robseg_lib.book import experiments, perturbations, reporting
 
 arch, recipe = ps.model(target).arch, ps.train_for(target)
 sources = {

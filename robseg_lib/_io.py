@@ -14,8 +14,11 @@ import torch
 __all__ = ["atomic_json_dump", "atomic_torch_save", "atomic_write"]
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder, atomic on POSIX)."""
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp_path)`` (its return value is ignored) then rename the temporary file onto ``path``.
+
+    The temporary file lies in the same folder, so the rename is atomic on POSIX.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -1,4 +1,4 @@
-"""Evaluation sanity checks, after AutoAttack's flags (DESIGN.md §6).
+"""Evaluation sanity checks, after AutoAttack's flags (architecture §6).
 
 An attack evaluation can be silently wrong: a model that is still in training mode or draws random
 numbers makes every attack look weaker than it is; a model that returns probabilities or blocks its

@@ -218,7 +218,7 @@ def greedy_worst_case_miou(
     for _ in range(max_rounds):
         start = current
         for i in torch.randperm(n_images, generator=gen).tolist():
-            own = choice[i].item()
+            own = int(choice[i])
             # Totals with image i's counts replaced by each attack's: (A, K).
             cand_i = tot_i - inter[own, i] + inter[:, i]
             cand_u = tot_u - union[own, i] + union[:, i]

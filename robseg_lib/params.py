@@ -15,14 +15,17 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
+
+from robseg_lib.paths import PARAMS_ENV, params_root
 
 __all__ = [
     "DataParams",
     "EvalParams",
     "ModelParams",
+    "NotebookSetup",
     "ParamError",
     "ParamSet",
     "PretrainParams",
@@ -30,8 +33,7 @@ __all__ = [
     "check_device",
     "list_profiles",
     "load_params",
-    "notebook_parameters",
-    "params_root",
+    "notebook_setup",
 ]
 
 _CHOICES = "choices"
@@ -252,14 +254,14 @@ class ParamSet:
         )
 
 
-def params_root() -> Path:
-    """The ``params/`` folder of this checkout."""
-    return Path(__file__).resolve().parent.parent / "params"
-
-
 def list_profiles(root: Path | None = None) -> list[str]:
-    """Names of the available profiles (folders of ``params/``)."""
+    """Names of the available profiles (folders of :func:`robseg_lib.paths.params_root`)."""
     root = root or params_root()
+    if not root.is_dir():
+        raise ParamError(
+            f"the profiles folder {root} does not exist: the installed package lacks its profiles/ data"
+            f" (reinstall robseg_lib) or ${PARAMS_ENV} points elsewhere"
+        )
     return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.yaml")))
 
 
@@ -488,24 +490,49 @@ _NOTEBOOK_PARAMETERS: dict[str, tuple[Any, tuple | None, str]] = {
 }
 
 
-def notebook_parameters(namespace: Mapping[str, Any], before: Iterable[str], declared: Iterable[str]) -> dict[str, Any]:
-    """Validate a notebook's papermill parameters.
+_EVAL_FIELDS = ("eps", "n_iter", "n_images", "batch_size", "device", "seed")
+# Globals of an IPython kernel that are not the notebook's own.
+_KERNEL_GLOBALS = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+_LITERALS = (type(None), bool, int, float, str, list, tuple, dict)
 
-    papermill injects any ``-p name value`` it is given, even names the notebook does not declare, and
-    only logs a line about it. The notebook therefore snapshots its globals before the parameters cell
-    (``before``) and calls this right after the injected cell: a new global that is not ``declared`` is a
-    typo and fails, with the valid names; declared values are checked for type and range.
+
+class NotebookSetup(NamedTuple):
+    """What a book notebook starts from (see :func:`notebook_setup`)."""
+
+    params: ParamSet
+    eval: EvalParams
+    model_name: str | None
+
+
+def notebook_setup(namespace: Mapping[str, Any], eval_overrides: Iterable[str] | None = None) -> NotebookSetup:
+    """Validate a notebook's papermill parameters and load its profile: the one call after the parameters cell.
+
+    The parameters cell declares each parameter with a type annotation (``eps: Optional[int] = None``).
+    papermill injects any ``-p name value`` it is given, even names the notebook does not declare, and only logs
+    a line about it; an injected cell holds plain literals without annotations. So a literal global that is not
+    annotated is a typo and fails, naming the valid parameters; declared values are checked for type and range.
+
+    Args:
+        namespace: the notebook's ``globals()``.
+        eval_overrides: the declared parameters that override the profile's eval section; default: every
+            declared one of ``eps, n_iter, n_images, batch_size, device, seed``.
 
     Returns:
-        The declared parameters and their values.
+        The profile named by ``profile``, its eval section with the overrides, and the model name (``model``, else
+        the profile's default model; ``None`` when the notebook declares no ``model``).
+
+    Raises:
+        ParamError: an undeclared parameter, a declared one without a specification, a bad value.
     """
-    declared = tuple(declared)
+    declared = [name for name in namespace.get("__annotations__", {}) if not name.startswith("_")]
     unknown_decl = [d for d in declared if d not in _NOTEBOOK_PARAMETERS]
     if unknown_decl:
         raise ParamError(f"notebook declares parameters without a specification: {unknown_decl}")
-    before = set(before)
-    new = [k for k in namespace if k not in before and not k.startswith("_")]
-    extra = [k for k in new if k not in declared]
+    extra = [
+        k
+        for k, v in namespace.items()
+        if not k.startswith("_") and k not in declared and k not in _KERNEL_GLOBALS and isinstance(v, _LITERALS)
+    ]
     if extra:
         raise ParamError(
             f"unknown notebook parameter(s) {', '.join(map(repr, extra))}; this notebook takes: {', '.join(declared)}"
@@ -522,4 +549,10 @@ def notebook_parameters(namespace: Mapping[str, Any], before: Iterable[str], dec
         values[name] = value
     if values.get("device") is not None:
         check_device(values["device"])
-    return values
+    params = load_params(values.get("profile", "tiny"))
+    fields = [f for f in _EVAL_FIELDS if f in values] if eval_overrides is None else list(eval_overrides)
+    ev = params.eval_with(**{f: values[f] for f in fields})
+    model_name = (values["model"] or params.default_model()) if "model" in values else None
+    if model_name is not None:
+        params.model(model_name)  # an unknown name fails here, listing the valid ones
+    return NotebookSetup(params, ev, model_name)

@@ -1,4 +1,4 @@
-"""APGD with progressive radius reduction (ALGORITHMS.md §4–§5), and a cross-check with AutoAttack's APGD."""
+"""APGD with progressive radius reduction (algorithms §4–§5), and a cross-check with AutoAttack's APGD."""
 
 from __future__ import annotations
 
@@ -290,7 +290,7 @@ def test_invalid_arguments() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Cross-check with AutoAttack's APGD-CE (pyautoattack 0.2.0, PEERS.md §3.3)
+# Cross-check with AutoAttack's APGD-CE (pyautoattack 0.2.0, peers §3.3)
 
 
 class _Flat(nn.Module):

@@ -1,14 +1,13 @@
 """The benchmark scripts (``benchmarks/``) and the book build step that runs them.
 
 Each script's ``main`` runs in-process at the smallest sizes (seconds) and must write a JSON record that
-:func:`robseg_lib.claims.benchmark_table` accepts, where the claims look for it. No timing is asserted: the
+:func:`robseg_lib.book.claims.benchmark_table` accepts, where the claims look for it. No timing is asserted: the
 speed targets are what the scripts measure, not what a test on a busy machine could. The book step is
 tested with its runner replaced (no real benchmark runs) and with throwaway scripts.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 from collections.abc import Callable, Iterator
@@ -18,9 +17,10 @@ from types import ModuleType
 import pytest
 import torch
 
-from robseg_lib import book_build, claims
-from robseg_lib.book_build import BookBuildError, run_benchmarks
+from robseg_lib.book import claims
 from robseg_lib.params import load_params
+from tools import book_build
+from tools.book_build import BookBuildError, run_benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--batch", "2", "--size", "32", "--repeats", "2", "--no-pin-malloc"]  # no process-wide mallopt here
@@ -160,11 +160,9 @@ def test_book_runs_benchmarks_before_notebooks(monkeypatch: pytest.MonkeyPatch):
     calls = []
     monkeypatch.setattr(book_build, "run_benchmarks", lambda force: calls.append(("benchmarks", force)))
     monkeypatch.setattr(book_build, "execute_notebooks", lambda *a, **k: calls.append(("notebooks", k["force"])))
-    parser = argparse.ArgumentParser()
-    book_build.configure_parser(parser)
 
-    assert book_build.run_from_args(parser.parse_args(["--profile", "smoke", "--no-html"])) == 0
-    assert book_build.run_from_args(parser.parse_args(["--profile", "smoke", "--no-html", "--rerun-benchmarks"])) == 0
+    assert book_build.main(["--profile", "smoke", "--no-html"]) == 0
+    assert book_build.main(["--profile", "smoke", "--no-html", "--rerun-benchmarks"]) == 0
     assert calls == [("benchmarks", False), ("notebooks", False), ("benchmarks", True), ("notebooks", False)]
 
 

@@ -1,4 +1,4 @@
-"""The book tooling (``robseg_lib.book_build``): offline JS, cached papermill runs, strict HTML builds.
+"""The book tooling (``tools.book_build``): offline JS, cached papermill runs, strict HTML builds.
 
 Throwaway notebooks and books in ``tmp_path`` exercise the machinery in seconds; one slow test builds the
 real book on the ``smoke`` profile. Tests that start a kernel or jupyter-book carry the ``book`` marker.
@@ -6,7 +6,6 @@ real book on the ``smoke`` profile. Tests that start a kernel or jupyter-book ca
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -17,8 +16,8 @@ import nbformat
 import pytest
 import yaml
 
-from robseg_lib import book_build
-from robseg_lib.book_build import (
+from tools import book_build
+from tools.book_build import (
     RESULT_PAGES,
     BookBuildError,
     NotebookExecutionError,
@@ -152,14 +151,13 @@ def test_unknown_profile_is_a_clear_error(tmp_path: Path):
 
 
 def test_cli_options_and_failure_status(capsys: pytest.CaptureFixture[str]):
-    parser = argparse.ArgumentParser()
-    book_build.configure_parser(parser)
+    parser = book_build.build_parser()
     args = parser.parse_args(["--profile", "smoke", "--only", "a", "b", "--force", "--no-html"])
     assert (args.profile, args.only, args.force, args.no_html, args.timeout) == ("smoke", ["a", "b"], True, True, None)
     defaults = parser.parse_args([])
     assert (defaults.profile, defaults.only, defaults.force, defaults.no_html) == ("tiny", None, False, False)
 
-    assert book_build.run_from_args(parser.parse_args(["--profile", "no-such-profile", "--no-html"])) == 1
+    assert book_build.main(["--profile", "no-such-profile", "--no-html"]) == 1
     assert "unknown profile 'no-such-profile'" in capsys.readouterr().err
 
 

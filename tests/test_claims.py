@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
-from robseg_lib import claims, paper, zoo
-from robseg_lib import experiments as ex
-from robseg_lib.evaluate import EvaluationResult
+from robseg_lib.book import claims, paper
+from robseg_lib.book.perturbations import TargetedResult, targeted_run, transfer_run
+from robseg_lib.engines import evaluate, zoo
+from robseg_lib.engines.evaluate import EvaluationResult
 from robseg_lib.metrics import worst_case_accuracy
 from robseg_lib.params import ParamSet, load_params
-from robseg_lib.perturbations import TargetedResult, targeted_run, transfer_run
 
 PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
 WORST = "worst case"
@@ -428,7 +428,7 @@ def test_every_check_holds_on_the_papers_tables(claim: claims.Claim, paper_ev: c
 
 
 def test_paper_summaries_state_the_counts_of_algorithms_md(paper_ev: claims.Evidence):
-    """ALGORITHMS.md §16.8: 18 cells in Table 1; MCE-Bal best mIoU in 15 (ties), MCE best Acc in 12 (ties);
+    """algorithms §16.8: 18 cells in Table 1; MCE-Bal best mIoU in 15 (ties), MCE best Acc in 12 (ties);
     SEA's maximal gains 17.2 Acc / 10.3 mIoU over SegPGD and 28.5 / 20.9 over CosPGD."""
     ours = {c.id: c.check(paper_ev).ours for c in claims.CLAIMS}
     assert ours["sea-strongest"].startswith("Acc 18/18, mIoU 18/18")
@@ -590,10 +590,14 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
         mp.setenv("ROBSEG_CACHE", str(root / "cache"))
         mp.setattr(zoo, "get_model", lambda params, name, device="cpu", progress=False: nets.get(name, default))
         ps = load_params("smoke")
-        runs = {spec: ex.run(ps, MAIN, eps=4, attack=spec) for spec in SPECS}
-        runs["pgd:segpgd"] = ex.run(ps, MAIN, eps=4, attack="pgd:segpgd", n_images=HALF)
-        heads = {spec: ex.run(ps, MAIN, eps=4, attack=spec, n_images=HALF) for spec in ("sea", "sea:js+mce")}
-        half = ex.run(ps, MAIN, eps=0.5, attack="apgd-const:mce")
+
+        def run(**settings):
+            return evaluate.run(evaluate.Evaluation.of(ps, MAIN, **settings))
+
+        runs = {spec: run(eps=4, attack=spec) for spec in SPECS}
+        runs["pgd:segpgd"] = run(eps=4, attack="pgd:segpgd", n_images=HALF)
+        heads = {spec: run(eps=4, attack=spec, n_images=HALF) for spec in ("sea", "sea:js+mce")}
+        half = run(eps=0.5, attack="apgd-const:mce")
         transfer = transfer_run(ps, SOURCE, MAIN, eps=4)
         targeted = targeted_run(ps, CLEAN, 3, eps=2, n_images=4)
         results = root / "results"
@@ -646,11 +650,11 @@ def _assert_run(rows: pd.DataFrame, result: EvaluationResult, eps: float) -> Non
 
 def test_collect_evidence_recovers_every_run(tree: Tree):
     ev = tree.evidence
-    attacks = {ex.parse_attack(spec).name for spec in tree.runs} | {f"transfer:{SOURCE}"}
+    attacks = {evaluate.parse_attack(spec).name for spec in tree.runs} | {f"transfer:{SOURCE}"}
     assert set(ev.results["attack"]) == attacks  # the junk folders are skipped
     assert set(ev.results["model"]) == {MAIN}
     for spec, result in tree.runs.items():
-        _assert_run(_rows_of(ev, ex.parse_attack(spec).name, n_images=result.n_images), result, 4.0)
+        _assert_run(_rows_of(ev, evaluate.parse_attack(spec).name, n_images=result.n_images), result, 4.0)
     _assert_run(_rows_of(ev, f"transfer:{SOURCE}"), tree.transfer, 4.0)
     _assert_run(_rows_of(ev, "apgd-const:mce", 0.5), tree.half_radius, 0.5)
     assert (ev.n_iter, ev.seed, ev.eps, ev.label) == (tree.params.eval.n_iter, tree.params.eval.seed, 4.0, "smoke")
@@ -677,7 +681,7 @@ def test_collect_evidence_adds_the_first_images_of_larger_runs(tree: Tree):
     """A chapter asking for 4 images gets the first 4 of a finished 8-image run, and no folder of its own."""
     for spec, head in tree.heads.items():
         assert head.n_images == HALF
-        _assert_run(_rows_of(tree.evidence, ex.parse_attack(spec).name, n_images=HALF), head, 4.0)
+        _assert_run(_rows_of(tree.evidence, evaluate.parse_attack(spec).name, n_images=HALF), head, 4.0)
     sea = _rows_of(tree.evidence, "sea", n_images=HALF)
     assert sea.loc["MCE+JS", "acc"] == pytest.approx(100 * tree.heads["sea:js+mce"].worst_acc)
     assert sea.loc["MCE+JS", "miou"] == pytest.approx(100 * tree.heads["sea:js+mce"].worst_miou)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,16 +17,15 @@ from torch.utils.data import DataLoader
 
 from robseg_lib.attacks import SEAResult, class_weights_from_counts, released_class_weights, sea
 from robseg_lib.checks import EvalCheckError, EvalCheckWarning
+from robseg_lib.cli import main as cli
 from robseg_lib.data.class_counts import class_pixel_counts
-from robseg_lib.evaluate import (
+from robseg_lib.engines.evaluate import (
     EvaluationResult,
     RunMismatchError,
-    configure_parser,
     default_out_dir,
     evaluate,
     load_results,
     resolve_class_weights,
-    run_from_args,
 )
 from robseg_lib.metrics import SegStats, compute_stats
 from robseg_lib.params import load_params
@@ -346,7 +344,7 @@ def test_resolve_class_weights_options(tmp_path, monkeypatch):
     def no_counting(*args, **kwargs):
         raise AssertionError("the cached counts should have been used")
 
-    monkeypatch.setattr("robseg_lib.evaluate.class_pixel_counts", no_counting)
+    monkeypatch.setattr("robseg_lib.engines.evaluate._class_weights.class_pixel_counts", no_counting)
     assert torch.equal(resolve_class_weights("train_split", 11, data_params=smoke, cache_dir=tmp_path), weights)
 
 
@@ -375,7 +373,7 @@ import json, os, sys
 import torch
 sys.path.insert(0, {tests!r})
 from test_evaluate import EPS, K, NoiseAttack, SynthData, make_model
-from robseg_lib.evaluate import evaluate
+from robseg_lib.engines.evaluate import evaluate
 
 class LoggingAttack(NoiseAttack):
     def __call__(self, model, x, y, **kwargs):
@@ -447,10 +445,8 @@ def test_an_existing_process_group_is_used_and_left_alone(tmp_path):
 # Command line
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    configure_parser(parser)
-    return parser.parse_args(list(argv))
+def sea_cli(*argv: str) -> int:
+    return cli(["sea", *argv])
 
 
 @pytest.mark.parametrize(
@@ -463,14 +459,14 @@ def parse(*argv: str) -> argparse.Namespace:
     ],
 )
 def test_cli_errors(argv, message, capsys):
-    assert run_from_args(parse(*argv)) == 2
+    assert sea_cli(*argv) == 2
     assert message in capsys.readouterr().err
 
 
 def test_cli_cuda_without_cuda_suggests_cpu(capsys):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    assert run_from_args(parse("--params", "smoke", "--device", "cuda")) == 2
+    assert sea_cli("--params", "smoke", "--device", "cuda") == 2
     assert "use device='cpu'" in capsys.readouterr().err
 
 
@@ -492,11 +488,11 @@ def params_file(tmp_path, monkeypatch) -> Path:
 
 
 def test_cli_model_errors_list_valid_models(params_file, capsys):
-    assert run_from_args(parse("--params", str(params_file), "--model", "nosuch")) == 2
+    assert sea_cli("--params", str(params_file), "--model", "nosuch") == 2
     assert "unknown model 'nosuch'" in capsys.readouterr().err
-    assert run_from_args(parse("--params", str(params_file))) == 2
+    assert sea_cli("--params", str(params_file)) == 2
     assert "pass --model" in capsys.readouterr().err
-    assert run_from_args(parse("--params", str(params_file), "--model", "net_a", "--checkpoint", "/no/file")) == 2
+    assert sea_cli("--params", str(params_file), "--model", "net_a", "--checkpoint", "/no/file") == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -520,7 +516,7 @@ def test_cli_with_a_checkpoint(tmp_path, params_file, capsys):
     checkpoint = models.save_checkpoint(model, tmp_path / "model.safetensors", {})
     out = tmp_path / "out"
     argv = ["--params", str(params_file), "--model", "net_a", "--checkpoint", str(checkpoint), "--out", str(out)]
-    assert run_from_args(parse(*argv, "--no-progress")) == 0
+    assert sea_cli(*argv, "--no-progress") == 0
     printed = capsys.readouterr().out
     assert "worst case" in printed and "mce-bal" in printed and "eps 4/255" in printed
     result = load_results(out)
@@ -532,9 +528,9 @@ def test_cli_with_a_checkpoint(tmp_path, params_file, capsys):
     assert result.run["class_weights"] == "train_split"
     assert len(list((tmp_path / "cache").rglob("class_counts_train_*.pt"))) == 1
     # The same command on the finished folder reads the results back; other settings are refused.
-    assert run_from_args(parse(*argv, "--no-progress")) == 0
+    assert sea_cli(*argv, "--no-progress") == 0
     assert load_results(out).summary() == result.summary()
-    assert run_from_args(parse(*argv, "--eps", "8", "--no-progress")) == 2
+    assert sea_cli(*argv, "--eps", "8", "--no-progress") == 2
     assert "other settings" in capsys.readouterr().err
 
 
@@ -548,6 +544,6 @@ def test_cli_on_the_smoke_profile_zoo(tmp_path, capsys):
     name = next(iter(params.models))
     out = tmp_path / "out"
     argv = ["--params", "smoke", "--model", name, "--n-iter", "2", "--n-images", "4", "--out", str(out)]
-    assert run_from_args(parse(*argv, "--no-progress")) == 0
+    assert sea_cli(*argv, "--no-progress") == 0
     assert "worst case" in capsys.readouterr().out
     assert load_results(out).run["model"]["name"] == f"smoke/{name}"

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from robseg_lib import experiments as ex
-from robseg_lib import zoo
-from robseg_lib.evaluate import default_out_dir
+from robseg_lib.book import experiments as ex
+from robseg_lib.engines import evaluate, zoo
+from robseg_lib.engines.evaluate import _attacks as attack_specs
+from robseg_lib.engines.evaluate import default_out_dir
 from robseg_lib.metrics import greedy_worst_case_miou, worst_case_accuracy
 from robseg_lib.params import ParamError, load_params
 
@@ -44,16 +45,16 @@ def smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
-    """Count calls of an attack function as the experiments module sees it."""
+    """Count calls of an attack function as the attack specs see it."""
     calls: list[int] = []
-    original = getattr(ex, name)
+    original = getattr(attack_specs, name)
 
     @functools.wraps(original)
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(ex, name, counted)
+    monkeypatch.setattr(attack_specs, name, counted)
     return calls
 
 
@@ -74,10 +75,10 @@ def _calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     ],
 )
 def test_parse_valid_specs(spec, kind, losses, restarts, name):
-    parsed = ex.parse_attack(spec)
+    parsed = evaluate.parse_attack(spec)
     assert (parsed.kind, parsed.losses, parsed.restarts, parsed.name) == (kind, losses, restarts, name)
     assert ":" not in parsed.slug
-    assert ex.parse_attack(parsed.name) == parsed
+    assert evaluate.parse_attack(parsed.name) == parsed
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def test_parse_valid_specs(spec, kind, losses, restarts, name):
 )
 def test_parse_invalid_specs(spec, message):
     with pytest.raises(ValueError, match=message):
-        ex.parse_attack(spec)
+        evaluate.parse_attack(spec)
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -106,7 +107,7 @@ def test_every_spec_stays_in_the_threat_model(spec):
     model = TinySeg().eval()
     x, y = torch.rand(2, 3, 16, 16), torch.randint(0, K, (2, 16, 16))
     eps = 4 / 255
-    parsed = ex.parse_attack(spec)
+    parsed = evaluate.parse_attack(spec)
     out = parsed.attack_fn()(
         model, x, y, eps=eps, num_classes=K, n_iter=4, losses=parsed.attack_losses(("mce-bal", "mce", "js")),
         ignore_index=255, class_weights=None, seed=0, batch_index=0,
@@ -118,42 +119,44 @@ def test_every_spec_stays_in_the_threat_model(spec):
         assert 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
 
 
+def _run(params, model_name, **settings):
+    return evaluate.run(evaluate.Evaluation.of(params, model_name, **settings))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Runs
 
 
-def test_plain_sea_shares_the_folder_of_evaluate_profile(smoke):
-    ev = smoke.eval
-    folder = ex.results_dir(
-        smoke, "m", "sea", eps=4, n_iter=ev.n_iter, n_images=8, batch_size=ev.batch_size, seed=ev.seed
-    )
-    assert folder == default_out_dir("smoke", "m", 4, ev.n_iter, 8, ev.batch_size, ev.seed, ev.class_weights)
-    pair = ex.results_dir(smoke, "m", "sea:js+mce", eps=4, n_iter=4, n_images=8, batch_size=4, seed=0)
-    assert pair.parts[-3:-1] == ("sea_mce+js", "m")
+def test_results_folders_by_spec(smoke):
+    ev, m = smoke.eval, "upernet_pirat5_e"
+    folder = evaluate.Evaluation.of(smoke, m, eps=4).out_dir(8)
+    assert folder == default_out_dir("smoke", m, 4, ev.n_iter, 8, ev.batch_size, ev.seed, ev.class_weights)
+    pair = evaluate.Evaluation.of(smoke, m, eps=4, attack="sea:js+mce", n_iter=4, batch_size=4, seed=0).out_dir(8)
+    assert pair.parts[-3:-1] == ("sea_mce+js", m)
 
 
 def test_second_run_reads_from_disk(smoke, monkeypatch):
     calls = _calls(monkeypatch, "apgd")
-    first = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
+    first = _run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
     assert len(calls) == 2  # 8 images in batches of 4
     assert first.attacks == ("mce",) and first.n_images == 8
     files = {p: p.stat().st_mtime_ns for p in first.out_dir.glob("batch_*.pt")}
-    again = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
+    again = _run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
     assert len(calls) == 2, "the second call recomputed"
     assert {p: p.stat().st_mtime_ns for p in again.out_dir.glob("batch_*.pt")} == files
     assert again.per_attack == first.per_attack
 
 
 def test_components_equal_sea_and_fewer_images_are_read_from_a_larger_run(smoke, monkeypatch, tmp_path):
-    full = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="sea")
-    single = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="apgd:mce")
+    full = _run(smoke, "upernet_pirat5_e", eps=4, attack="sea")
+    single = _run(smoke, "upernet_pirat5_e", eps=4, attack="apgd:mce")
     assert torch.equal(single.sea.attack_stats["mce"].intersection, full.sea.attack_stats["mce"].intersection)
     before = sorted(p.name for p in full.out_dir.parent.iterdir())
-    head = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="sea", n_images=4)
+    head = _run(smoke, "upernet_pirat5_e", eps=4, attack="sea", n_images=4)
     assert sorted(p.name for p in full.out_dir.parent.iterdir()) == before, "a new run was started"
     assert head.n_images == 4 and head.out_dir == full.out_dir
     monkeypatch.setenv("ROBSEG_RESULTS", str(tmp_path / "fresh"))
-    direct = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="sea", n_images=4)
+    direct = _run(smoke, "upernet_pirat5_e", eps=4, attack="sea", n_images=4)
     assert direct.out_dir != head.out_dir
     for name in full.attacks:
         assert torch.equal(direct.sea.attack_stats[name].union, head.sea.attack_stats[name].union)
@@ -162,11 +165,11 @@ def test_components_equal_sea_and_fewer_images_are_read_from_a_larger_run(smoke,
 
 def test_run_rejects_bad_settings(smoke):
     with pytest.raises(ParamError, match="eps must lie in"):
-        ex.run(smoke, "upernet_pirat5_e", eps=0)
+        _run(smoke, "upernet_pirat5_e", eps=0)
     with pytest.raises(ValueError, match="no SEA-paper step size"):
-        ex.run(smoke, "upernet_pirat5_e", eps=3, attack="pgd:segpgd")
+        _run(smoke, "upernet_pirat5_e", eps=3, attack="pgd:segpgd")
     with pytest.raises(ValueError, match="at least 5 iterations"):
-        ex.run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-restarts:mce:5")
+        _run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-restarts:mce:5")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def test_run_rejects_bad_settings(smoke):
 
 
 def test_loss_subsets_equal_a_direct_computation(smoke):
-    result = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="sea")
+    result = _run(smoke, "upernet_pirat5_e", eps=4, attack="sea")
     table = ex.loss_subsets(result).set_index("attacks")
     assert list(table.index) == ["MCE+MCE-Bal", "JS+MCE-Bal", "MCE+JS", "SEA"]  # the paper's Table 7 names
     stats = result.sea.attack_stats
@@ -204,7 +207,7 @@ def test_sweep_table_shape(smoke):
 
 
 def test_ensemble_rejects_repeated_attacks(smoke):
-    result = ex.run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
+    result = _run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
     with pytest.raises(ValueError, match="more than one run"):
         ex.ensemble([result, result])
 

@@ -1,4 +1,4 @@
-"""The perturbation explorer (``robseg_lib.explorer``): frames stay in their ε-balls, panels stay small, and the
+"""The perturbation explorer (``robseg_lib.book.explorer``): frames stay in their ε-balls, panels stay small, and the
 widget's controls are front-end links (``jslink``), so it works without a kernel.
 
 A one-layer convolutional net on two smoke-profile images keeps every test within seconds; the real-browser
@@ -17,8 +17,16 @@ from ipywidgets.widgets.widget_link import Link
 from PIL import Image
 from torch import nn
 
-from robseg_lib import data, explorer
-from robseg_lib.explorer import MAX_FRAMES, MAX_TILE, ExplorerFrames, explorer_frames, explorer_models, explorer_widget
+from robseg_lib import data
+from robseg_lib.book import explorer
+from robseg_lib.book.explorer import (
+    MAX_FRAMES,
+    MAX_TILE,
+    ExplorerFrames,
+    explorer_frames,
+    explorer_models,
+    explorer_widget,
+)
 from robseg_lib.metrics import compute_stats
 from robseg_lib.params import ModelParams, load_params
 
@@ -183,7 +191,7 @@ def test_widget_refuses_models_with_different_radii(frames: ExplorerFrames) -> N
 
 
 def test_models_default_to_a_clean_and_a_robust_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from robseg_lib import zoo
+    from robseg_lib.engines import zoo
 
     ps = load_params("smoke")
     zoo_models = {

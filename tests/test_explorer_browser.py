@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from robseg_lib import book_build
-from robseg_lib.explorer import MAX_TILE
+from robseg_lib.book.explorer import MAX_TILE
+from tools import book_build
 
 pytestmark = [pytest.mark.book, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Per-pixel attack losses against values computed by hand from the formulas of ALGORITHMS.md §3."""
+"""Per-pixel attack losses against values computed by hand from the formulas of algorithms §3."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_js_has_no_nan_with_underflowing_softmax(dtype: torch.dtype) -> None:
 
 
 def test_js_gradient_matches_closed_form() -> None:
-    # d l_JS / d u_t = 1/2 p_y log(p_y / (1 + p_y)) (delta_yt - p_t)  (ALGORITHMS.md §3.2)
+    # d l_JS / d u_t = 1/2 p_y log(p_y / (1 + p_y)) (delta_yt - p_t)  (algorithms §3.2)
     u = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
     logits = u.reshape(1, 3, 1, 1).clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(L.pixel_loss("js", logits, _labels(1)).sum(), logits)

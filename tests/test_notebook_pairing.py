@@ -93,6 +93,9 @@ class TestNotebook:
         assert len(cells) == 1, f"{len(cells)} cells tagged 'parameters'"
         source = cells[0].source
         statements = ast.parse(source).body
+        # The one statement besides the parameters: the typing import their annotations need.
+        if statements and isinstance(statements[0], ast.ImportFrom) and statements[0].module == "typing":
+            statements = statements[1:]
         assert statements, "empty parameters cell"
         untyped = [ast.unparse(s) for s in statements if not isinstance(s, ast.AnnAssign)]
         assert not untyped, f"parameters without a type annotation: {untyped}"

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from robseg_lib.book_build import execute_notebooks, notebooks_in_toc
+from tools.book_build import execute_notebooks, notebooks_in_toc
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL_TIMEOUT_S = 300  # per cell: a hung notebook fails instead of eating the CI budget

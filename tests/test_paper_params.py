@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from robseg_lib.params import ParamSet, params_root
+from robseg_lib.params import ParamSet
 from robseg_lib.params import load_params as _load_params
+from robseg_lib.paths import params_root
 
 PROFILES = ("voc", "ade20k")
 DATASET_OF_PROFILE = {"voc": "PascalVOC", "ade20k": "ADE20K"}
@@ -397,7 +398,7 @@ def test_differences_from_the_released_yaml_are_commented(config):
 
 def test_released_field_names_each_released_checkpoint_once():
     """`released:` marks the model `sea --checkpoint` evaluates when no --model is given."""
-    from robseg_lib import paper
+    from robseg_lib.book import paper
 
     released = paper.table("released_checkpoints")
     marked = {}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from robseg_lib.params import ParamError, list_profiles, load_params, notebook_parameters
+from robseg_lib.params import ParamError, list_profiles, load_params, notebook_setup
 
 
 def _write(tmp_path, name, text):
@@ -112,16 +112,26 @@ def test_single_file_with_include(tmp_path):
     assert sorted(load_params(tmp_path).models) == ["m", "n"]
 
 
-def test_notebook_parameters_reject_typos_and_bad_values():
-    before = {"np", "torch"}
-    ns = {"np": 1, "torch": 2, "profile": "tiny", "eps": 4}
-    assert notebook_parameters(ns, before, ("profile", "eps")) == {"profile": "tiny", "eps": 4}
+def test_notebook_setup_rejects_typos_and_bad_values():
+    import typing
+
+    annotations = {"profile": str, "model": typing.Optional[str], "eps": typing.Optional[int]}  # noqa: UP045
+    ns = {"__annotations__": annotations, "np": typing, "In": [], "profile": "smoke", "model": None, "eps": 4}
+    setup = notebook_setup(ns)
+    smoke = load_params("smoke")
+    assert setup.params == smoke and setup.model_name == smoke.default_model()
+    assert setup.eval == smoke.eval_with(eps=4)
+    assert notebook_setup(ns, eval_overrides=()).eval == smoke.eval
     with pytest.raises(ParamError, match="unknown notebook parameter.*'epss'.*did you mean 'eps'"):
-        notebook_parameters({**ns, "epss": 8}, before, ("profile", "eps"))
+        notebook_setup({**ns, "epss": 8})
     with pytest.raises(ParamError, match=r"parameter eps: 70 is out of range \(0, 64\]"):
-        notebook_parameters({**ns, "eps": 70}, before, ("profile", "eps"))
+        notebook_setup({**ns, "eps": 70})
     with pytest.raises(ParamError, match=r"parameter eps: expected int \| None, got '4' \(str\)"):
-        notebook_parameters({**ns, "eps": "4"}, before, ("profile", "eps"))
+        notebook_setup({**ns, "eps": "4"})
+    with pytest.raises(ParamError, match="unknown model 'nosuch'"):
+        notebook_setup({**ns, "model": "nosuch"})
+    with pytest.raises(ParamError, match="without a specification"):
+        notebook_setup({**ns, "__annotations__": {**annotations, "colour": str}, "colour": "red"})
 
 
 def test_default_model_resolution(tmp_path):
@@ -154,7 +164,7 @@ def test_cuda_without_cuda_suggests_cpu():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ParamError, match="CUDA is not available.*use device='cpu'"):
-        notebook_parameters({"device": "cuda"}, set(), ("device",))
+        notebook_setup({"__annotations__": {"device": str}, "device": "cuda"})
 
 
 PRETRAIN = "pretrain:\n  epochs: 4\n  lr: 2.0e-3\n"

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from robseg_lib import perturbations as pt
-from robseg_lib import zoo
 from robseg_lib.attacks import apgd, batch_seed
+from robseg_lib.book import perturbations as pt
+from robseg_lib.book.reporting import AdversarialExample
 from robseg_lib.data import dataset_from_params
-from robseg_lib.experiments import SEED_ORDER
+from robseg_lib.engines import zoo
+from robseg_lib.engines.evaluate import SEED_ORDER
 from robseg_lib.params import ParamSet, load_params
-from robseg_lib.reporting import AdversarialExample
 
 K = 11  # DigitScenes classes
 IGNORE = 255

@@ -1,4 +1,4 @@
-"""PGD baselines (SegPGD, CosPGD, CE-PGD) under the SEA-paper and the original protocol (ALGORITHMS.md §7)."""
+"""PGD baselines (SegPGD, CosPGD, CE-PGD) under the SEA-paper and the original protocol (algorithms §7)."""
 
 from __future__ import annotations
 

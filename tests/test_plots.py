@@ -1,10 +1,10 @@
-"""Book figures (robseg_lib.plots)."""
+"""Book figures (robseg_lib.book.plots)."""
 
 from __future__ import annotations
 
 import torch
 
-from robseg_lib import plots
+from robseg_lib.book import plots
 
 
 def test_crop_grid_titles_each_crop_and_hides_empty_cells():

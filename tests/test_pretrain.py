@@ -1,17 +1,16 @@
-"""Tests of robseg_lib.pretrain: digit-classifier pre-training of tiny backbones."""
+"""Tests of robseg_lib.engines.pretrain: digit-classifier pre-training of tiny backbones."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import pytest
 import torch
 
-from robseg_lib import models
+from robseg_lib import cli, models
 from robseg_lib.data.digitscenes import scene_digit_sides
+from robseg_lib.engines.pretrain import classifier_pgd, evaluate_classifier, pretrain_backbone
 from robseg_lib.params import load_params
-from robseg_lib.pretrain import classifier_pgd, configure_parser, evaluate_classifier, pretrain_backbone
 
 SIDES = scene_digit_sides(load_params("smoke").data.image_size)  # the smoke scenes' digit sides
 
@@ -72,13 +71,13 @@ def test_evaluate_classifier_perfect_model():
     assert evaluate_classifier(Oracle(), data) == 1.0
 
 
-def test_cli_options():
-    parser = argparse.ArgumentParser()
-    configure_parser(parser)
-    args = parser.parse_args(["--kind", "robust", "--arch", "tiny_upernet_convnext"])
-    assert args.profile == "tiny" and args.out is None
+def test_cli_options(monkeypatch):
+    seen = []
+    monkeypatch.setitem(cli._COMMANDS, "pretrain", (*cli._COMMANDS["pretrain"][:2], seen.append))
+    assert cli.main(["pretrain", "--kind", "robust", "--arch", "tiny_upernet_convnext"]) == 0
+    assert seen[0].profile == "tiny" and seen[0].out is None
     with pytest.raises(SystemExit):
-        parser.parse_args(["--kind", "weird", "--arch", "x"])
+        cli.main(["pretrain", "--kind", "weird", "--arch", "x"])
 
 
 def test_pretrain_applies_the_arch_overrides(smoke, tmp_path):

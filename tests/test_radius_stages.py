@@ -1,11 +1,13 @@
-"""The radius-reduction stage table (robseg_lib.radius_stages): its points, and its last stage is SEA's run."""
+"""The radius-reduction stage table (robseg_lib.book.radius_stages): its points, and its last stage is SEA's run."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from robseg_lib import experiments, models, radius_stages, zoo
+from robseg_lib import models
+from robseg_lib.book import radius_stages
+from robseg_lib.engines import evaluate, zoo
 from robseg_lib.params import load_params
 
 
@@ -31,7 +33,8 @@ def test_stage_table_lists_every_point_and_ends_with_seas_per_loss_result(smoke_
         radius_stages.CONSTANT: 8,
     }  # fmt: skip
     assert table[["acc", "miou"]].stack().between(0, 100).all()
-    sea = experiments.run(ps, "upernet_pirat5_e", eps=8, n_iter=10, n_images=8, batch_size=4).sea
+    evaluation = evaluate.Evaluation.of(ps, "upernet_pirat5_e", eps=8, n_iter=10, n_images=8, batch_size=4)
+    sea = evaluate.run(evaluation).sea
     last = table[table["point"] == "stage 3"].set_index("loss")
     for loss, (acc, miou) in sea.per_attack.items():
         assert last.loc[loss, "acc"] == pytest.approx(100 * acc)

@@ -1,4 +1,4 @@
-"""The regime criteria (robseg_lib.regime): which models they compare, their measurements and the table."""
+"""The regime criteria (robseg_lib.book.regime): which models they compare, their measurements and the table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from robseg_lib import regime
+from robseg_lib.book import regime
 from robseg_lib.params import load_params
 
 

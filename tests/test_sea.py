@@ -1,4 +1,4 @@
-"""SEA: per-batch attacks, seeds, the ensemble's worst cases (ALGORITHMS.md §6)."""
+"""SEA: per-batch attacks, seeds, the ensemble's worst cases (algorithms §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of robseg_lib.train: the training attack, loss, optimiser groups, LR schedule, logs, resume and DDP."""
+"""Tests of robseg_lib.engines.train: the training attack, loss, optimiser groups, LR schedule, logs, resume and DDP."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from torch.utils.data import TensorDataset
 
 from robseg_lib import models
 from robseg_lib.data import dataset_from_params
-from robseg_lib.params import ParamError, load_params
-from robseg_lib.pretrain import pretrain_backbone
-from robseg_lib.train import (
+from robseg_lib.engines.pretrain import pretrain_backbone
+from robseg_lib.engines.train import (
     LOG_COLUMNS,
     ShiftAugment,
     fit,
@@ -26,6 +25,7 @@ from robseg_lib.train import (
     segmentation_loss,
     train_model,
 )
+from robseg_lib.params import ParamError, load_params
 
 NUM_CLASSES = 11
 VOC_PARAMS = Path(__file__).resolve().parents[1] / "params" / "voc" / "upernet_convnext_t_cvst.yaml"
@@ -351,22 +351,15 @@ def test_ddp_two_gloo_processes_equal_one_process(smoke_data, smoke, tmp_path):
 # ----------------------------------------------------------------------------------------------- command line
 
 
-def _cli(*argv: str):
-    import argparse
+def _cli(*argv: str) -> int:
+    from robseg_lib.cli import main
 
-    from robseg_lib.train import configure_parser
-
-    parser = argparse.ArgumentParser()
-    configure_parser(parser)
-    return parser.parse_args(list(argv))
+    return main(["train", *argv])
 
 
 def test_cli_trains_a_smoke_model_into_out(tmp_path, monkeypatch, capsys):
-    from robseg_lib.train import run_from_args
-
     monkeypatch.setenv("ROBSEG_CACHE", str(tmp_path / "cache"))
-    args = _cli("--params", "smoke", "--model", "upernet_clean_e", "--out", str(tmp_path / "run"), "--no-progress")
-    assert run_from_args(args) == 0
+    assert _cli("--params", "smoke", "--model", "upernet_clean_e", "--out", str(tmp_path / "run"), "--no-progress") == 0
     assert "trained upernet_clean_e" in capsys.readouterr().out
     meta = models.read_checkpoint_meta(tmp_path / "run" / "model.safetensors")
     assert meta["name"] == "upernet_clean_e" and meta["profile"] == "smoke"
@@ -375,7 +368,7 @@ def test_cli_trains_a_smoke_model_into_out(tmp_path, monkeypatch, capsys):
 
 def test_cli_data_root_and_backbone_reach_training(tmp_path, monkeypatch):
     """Paper scale: --data-root overrides data.root and --backbone is used as given (nothing is pre-trained)."""
-    from robseg_lib import train, zoo
+    from robseg_lib.engines import train, zoo
 
     seen = {}
 
@@ -392,11 +385,11 @@ def test_cli_data_root_and_backbone_reach_training(tmp_path, monkeypatch):
     backbone = tmp_path / "robust.pt"
     backbone.write_bytes(b"")
     name = "upernet_convnext_t_cvst_pirat_5s_50ep"
-    args = _cli(
+    status = _cli(
         "--params", str(VOC_PARAMS), "--model", name, "--backbone", str(backbone),
         "--data-root", str(tmp_path / "VOCdevkit"), "--out", str(tmp_path / "run"), "--device", "cpu",
     )  # fmt: skip
-    assert train.run_from_args(args) == 0
+    assert status == 0
     assert seen == {
         "root": str(tmp_path / "VOCdevkit"),
         "name": name,

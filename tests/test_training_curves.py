@@ -1,4 +1,4 @@
-"""Training cost of AT and PIR-AT (robseg_lib.training_curves): logs, Table 3, speed-up table and figures.
+"""Training cost of AT and PIR-AT (robseg_lib.book.training_curves): logs, Table 3, speed-up table and figures.
 
 Synthetic training logs are written where the zoo keeps them, so no model is trained except in the last test.
 Every synthetic model runs 10 iterations per epoch; its cost after e epochs is 10 * e * (steps + 1) passes.
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 
-from robseg_lib import training_curves as tc
-from robseg_lib import zoo
+from robseg_lib.book import training_curves as tc
+from robseg_lib.engines import zoo
 from robseg_lib.params import load_params
 
 UPERNET = ["upernet_at2_e", "upernet_at5_e", "upernet_pirat2_e", "upernet_pirat5_e", "upernet_at2_6e", "upernet_at5_6e"]

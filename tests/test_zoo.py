@@ -1,8 +1,7 @@
-"""Tests of robseg_lib.zoo: on-demand training, caching, cache keys, checkpoints, logs and the CLI."""
+"""Tests of robseg_lib.engines.zoo: on-demand training, caching, cache keys, checkpoints, logs and the CLI."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
@@ -10,9 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from robseg_lib import models, zoo
-from robseg_lib import pretrain as pretrain_module
-from robseg_lib import train as train_module
+from robseg_lib import cli, models, paths
+from robseg_lib.engines import pretrain as pretrain_module
+from robseg_lib.engines import train as train_module
+from robseg_lib.engines import zoo
 from robseg_lib.params import load_params
 
 FAST = {"robust_val_iter": 0, "val_images": 2}
@@ -75,7 +75,7 @@ def test_get_model_trains_once_then_loads_from_cache(smoke, tmp_path, spies):
 
 
 def test_backbone_is_shared_between_models_and_env_root(smoke, tmp_path, spies, monkeypatch):
-    monkeypatch.setenv(zoo.ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path))
     params = _fast(smoke, "upernet_at2_e", "upernet_clean")
     zoo.get_model(params, "upernet_clean", progress=False)
     zoo.get_model(params, "upernet_at2_e", progress=False)
@@ -146,10 +146,7 @@ def test_checkpoint_models_load_the_file_instead_of_training(smoke, tmp_path, sp
 
 
 def test_cli_lists_the_zoo(smoke, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    zoo.configure_parser(parser)
-    args = parser.parse_args(["--profile", "smoke", "--list", "--root", str(tmp_path)])
-    assert zoo.run_from_args(args) == 0
+    assert cli.main(["zoo", "--profile", "smoke", "--list", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "upernet_clean" in out and "segmenter_pirat5_e" in out
 
@@ -210,11 +207,8 @@ def test_train_zoo_names_the_job_that_failed(smoke, tmp_path, jobs):
 
 
 def test_cli_trains_a_model(smoke, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(zoo, "load_params", lambda profile: _fast(smoke, "upernet_clean"))
-    parser = argparse.ArgumentParser()
-    zoo.configure_parser(parser)
-    args = parser.parse_args(["--train", "all", "--jobs", "1", "--no-progress", "--root", str(tmp_path)])
-    assert zoo.run_from_args(args) == 0
+    monkeypatch.setattr(cli, "load_params", lambda profile: _fast(smoke, "upernet_clean"))
+    assert cli.main(["zoo", "--train", "all", "--jobs", "1", "--no-progress", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "model upernet_clean: trained in" in out and "1 model(s) ready; 2 job(s) trained" in out
 

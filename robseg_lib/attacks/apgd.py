@@ -1,4 +1,4 @@
-"""APGD (ℓ∞) for semantic segmentation, with SEA's progressive radius reduction (ALGORITHMS.md §4–§5).
+"""APGD (ℓ∞) for semantic segmentation, with SEA's progressive radius reduction (algorithms §4–§5).
 
 All state is per image and vectorised over the batch. Each iteration runs one forward pass (and one
 backward pass, except at the last iteration) that yields the gradient of the attack loss, the tracking
@@ -14,6 +14,7 @@ import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import torch
 from torch import nn
@@ -126,6 +127,18 @@ def project(z: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.
     return torch.clamp(z, lower, upper)
 
 
+@overload
+def evaluate(
+    model: nn.Module, x_adv: torch.Tensor, objective: AttackObjective, iteration: int, need_grad: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def evaluate(
+    model: nn.Module, x_adv: torch.Tensor, objective: AttackObjective, iteration: int, need_grad: bool
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]: ...
+
+
 def evaluate(
     model: nn.Module,
     x_adv: torch.Tensor,
@@ -228,6 +241,8 @@ def _single_run(
     counter = 0
     iterations = 0
     for k in range(n_iter):
+        if g is None or g_max is None:  # every evaluation but the last iteration's computes a gradient
+            raise RuntimeError(f"APGD iteration {k} has no gradient at its iterate")
         a = 1.0 if k == 0 else MOMENTUM
         # z = P(x_k + eta·sign(g));  x_new = P(x_k + a·(z − x_k) + (1 − a)·(x_k − x_prev)), with AutoAttack's
         # floating-point operations (also at the first step, where a = 1).
@@ -504,7 +519,7 @@ def apgd(
     target: torch.Tensor | int | None = None,
     track_loss: str | None = None,
 ) -> torch.Tensor:
-    """ℓ∞ APGD on a per-pixel loss, as run inside SEA (ALGORITHMS.md §4–§5).
+    """ℓ∞ APGD on a per-pixel loss, as run inside SEA (algorithms §4–§5).
 
     Step size 2r, momentum 0.75, step-size halving at checkpoints ⌊0.22N⌋ / −⌊0.03N⌋ / ≥⌊0.06N⌋ on
     oscillation or stagnation of the tracking loss, with a restart from the best-tracking-loss point. The

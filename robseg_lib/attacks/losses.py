@@ -1,4 +1,4 @@
-"""Per-pixel attack losses for semantic segmentation (ALGORITHMS.md §3) and their per-image reduction.
+"""Per-pixel attack losses for semantic segmentation (algorithms §3) and their per-image reduction.
 
 Every loss maps logits (N, K, H, W) and labels (N, H, W) to per-pixel values (N, H, W) that are 0 on
 ignore pixels. The per-image reduction is the mean over all H·W pixels, ignore pixels contributing 0 but
@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from importlib import resources
+from typing import Literal, TypedDict, Unpack, overload
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,7 @@ __all__ = [
     "TARGETED_LOSSES",
     "AttackObjective",
     "LabelTerms",
+    "PixelLossOptions",
     "PixelTerms",
     "check_loss_name",
     "class_weights_from_counts",
@@ -248,6 +250,16 @@ def _targeted_labels(labels: torch.Tensor, target: torch.Tensor | int, ignore_in
     return torch.where(valid, target, torch.full_like(labels, ignore_index))
 
 
+class PixelLossOptions(TypedDict, total=False):
+    """Keyword options of :func:`pixel_loss`, forwarded by :func:`image_loss`."""
+
+    ignore_index: int
+    class_weights: torch.Tensor | Sequence[float] | None
+    iteration: int | None
+    n_iter: int | None
+    target: torch.Tensor | int | None
+
+
 def pixel_loss(
     name: str,
     logits: torch.Tensor,
@@ -293,7 +305,9 @@ def reduce_per_image(values: torch.Tensor) -> torch.Tensor:
     return values.flatten(1).mean(1)
 
 
-def image_loss(name: str, logits: torch.Tensor, labels: torch.Tensor, **kwargs: object) -> torch.Tensor:
+def image_loss(
+    name: str, logits: torch.Tensor, labels: torch.Tensor, **kwargs: Unpack[PixelLossOptions]
+) -> torch.Tensor:
     """(N,) per-image loss: :func:`pixel_loss` reduced with :func:`reduce_per_image`."""
     return reduce_per_image(pixel_loss(name, logits, labels, **kwargs))
 
@@ -335,7 +349,7 @@ class AttackObjective:
         check_loss_name(loss)
         track_loss = loss if track_loss is None else check_loss_name(track_loss)
         self.targeted = target is not None
-        if self.targeted:
+        if target is not None:
             check_loss_name(loss, TARGETED_LOSSES)
             check_loss_name(track_loss, TARGETED_LOSSES)
             labels = _targeted_labels(labels, target, ignore_index)
@@ -361,6 +375,16 @@ class AttackObjective:
         values = reduce_per_image(_PIXEL_LOSSES[name](terms, **kwargs))
         return -values if self.targeted else values
 
+    @overload
+    def __call__(
+        self, logits: torch.Tensor, iteration: int | None = None, *, need_attack: Literal[True] = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def __call__(
+        self, logits: torch.Tensor, iteration: int | None = None, *, need_attack: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]: ...
+
     def __call__(
         self, logits: torch.Tensor, iteration: int | None = None, *, need_attack: bool = True
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -369,7 +393,7 @@ class AttackObjective:
         attack = None
         if need_attack or self.track_loss == self.loss:
             attack = self._image_values(self.loss, terms, kwargs)
-        if self.track_loss == self.loss:
+        if attack is not None and self.track_loss == self.loss:
             track = attack.detach()
         else:
             # After the attack loss: terms it cached keep their graph; those cached here need none.
@@ -379,7 +403,7 @@ class AttackObjective:
             score = (terms.valid & ~terms.correct).flatten(1).sum(1)
         else:
             score = terms.correct.flatten(1).sum(1)
-        total = attack.sum() if need_attack else None
+        total = attack.sum() if attack is not None and need_attack else None
         return total, track, score
 
 
@@ -431,7 +455,7 @@ def released_class_weights(dataset: str) -> torch.Tensor:
     if key is None:
         raise ValueError(f"unknown dataset {dataset!r}; valid: 'voc', 'ade20k'")
     path = resources.files("robseg_lib") / "paper_data" / "mcebal_class_weights.csv"
-    with path.open(newline="") as fh:
+    with resources.as_file(path) as csv_path, csv_path.open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["dataset"] == key]
     rows.sort(key=lambda r: int(r["class_index"]))
     if [int(r["class_index"]) for r in rows] != list(range(len(rows))):

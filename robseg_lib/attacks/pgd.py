@@ -1,4 +1,4 @@
-"""PGD baselines: SegPGD, CosPGD and CE-PGD (ALGORITHMS.md §7, PEERS.md §1–2).
+"""PGD baselines: SegPGD, CosPGD and CE-PGD (algorithms §7, peers §1–2).
 
 Two protocols exist under the same attack names, and both are offered:
 

@@ -1,4 +1,4 @@
-"""SEA, the Segmentation Ensemble Attack (ALGORITHMS.md §6).
+"""SEA, the Segmentation Ensemble Attack (algorithms §6).
 
 Three 300-iteration APGD runs with progressive radius reduction, on the MCE-Bal, MCE and JS losses (in
 the release's order), each from its own random start. The ensemble's worst cases are computed per image
@@ -11,7 +11,7 @@ sharded run that calls :func:`sea_batch` batch by batch reproduces the numbers o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,11 +235,14 @@ def sea(
     if class_weights is None and "mce-bal" in losses:
         if iter(loader) is loader:
             raise ValueError("loader is a one-shot iterator; pass class_weights or a re-iterable loader")
-        counts = sum(label_counts(split_batch(b)[1], num_classes, ignore_index) for b in loader)
+        counts = sum(
+            (label_counts(split_batch(b)[1], num_classes, ignore_index) for b in loader),
+            torch.zeros(num_classes, dtype=torch.int64),
+        )
         class_weights = class_weights_from_counts(counts)
     clean_parts: list[SegStats] = []
     attack_parts: dict[str, list[SegStats]] = {name: [] for name in losses}
-    total = len(loader) if hasattr(loader, "__len__") else None
+    total = len(loader) if isinstance(loader, Sized) else None
     bar = progress_bar(loader, total=total, enabled=progress, desc=f"SEA eps={eps * 255:g}/255", unit="batch")
     for b, batch in enumerate(bar):
         x, y = split_batch(batch)

@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from robseg_lib.data.digitscenes import DigitCrops, DigitScenes, digitscenes_summary
 
-__all__ = ["DigitCrops", "DigitScenes", "create_dataset", "dataset_from_params", "digitscenes_summary", "list_datasets"]
+if TYPE_CHECKING:
+    from robseg_lib.data._folder import SegmentationFolder
+
+    SegmentationDataset: TypeAlias = DigitScenes | SegmentationFolder
+    """What :func:`create_dataset` builds: a torch ``Dataset`` with ``len``, ``num_classes`` and ``class_names``."""
+
+__all__ = [
+    "DigitCrops",
+    "DigitScenes",
+    "IndexedDataset",
+    "LabelledDataset",
+    "create_dataset",
+    "dataset_from_params",
+    "digitscenes_summary",
+    "list_datasets",
+]
 
 _DATASETS = ("digitscenes", "voc", "ade20k")
+
+
+class IndexedDataset(Protocol):
+    """A map-style data set as the evaluation reads it: ``len`` and integer indexing.
+
+    Items are ``(image, label, ...)``. Every data set of this package qualifies, and so does any torch ``Dataset``
+    that defines ``__len__``.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+class LabelledDataset(IndexedDataset, Protocol):
+    """An :class:`IndexedDataset` that knows its number of classes K."""
+
+    num_classes: int
 
 
 def list_datasets() -> list[str]:
@@ -18,7 +49,7 @@ def list_datasets() -> list[str]:
     return list(_DATASETS)
 
 
-def create_dataset(name: str, split: str = "val", root: str | None = None, **kwargs: Any) -> Dataset:
+def create_dataset(name: str, split: str = "val", root: str | None = None, **kwargs: Any) -> SegmentationDataset:
     """Build a data set by name.
 
     Args:
@@ -42,7 +73,7 @@ def create_dataset(name: str, split: str = "val", root: str | None = None, **kwa
     raise ValueError(f"unknown data set {name!r}; valid: {', '.join(_DATASETS)}")
 
 
-def dataset_from_params(data: Any, split: str, augment: bool | None = None) -> Dataset:
+def dataset_from_params(data: Any, split: str, augment: bool | None = None) -> SegmentationDataset:
     """The data set a profile's ``data`` section describes (:class:`robseg_lib.params.DataParams`)."""
     if data.name == "digitscenes":
         size = data.train_size if split == "train" else data.val_size

@@ -1,8 +1,8 @@
 """ADE20K (the ADEChallengeData2016 release of the scene-parsing benchmark) read from a local root.
 
-Paper protocol (ALGORITHMS.md §8.6, §9): 20,210 training and 2,000 validation images; labels 0..150 kept as they
+Paper protocol (algorithms §8.6, §9): 20,210 training and 2,000 validation images; labels 0..150 kept as they
 are, 0 = "other" being a real class (151 classes, no ignored pixel). The release's loader listed images in
-directory order (§15 D18) and carried 150 names for 151 classes (D21); here the listing is sorted and the name
+directory order (defect D18) and carried 150 names for 151 classes (D21); here the listing is sorted and the name
 table has "other" at index 0 followed by the 150 benchmark names.
 """
 

@@ -1,4 +1,4 @@
-"""Pixels per class over a data set's labels: the N_s behind the MCE-Bal class weights (ALGORITHMS.md §3.4).
+"""Pixels per class over a data set's labels: the N_s behind the MCE-Bal class weights (algorithms §3.4).
 
 The paper weighs a pixel of class s by 1/N_s with N_s counted "in the training images". Count on the training
 split with the evaluation transform (``augment=False``) so that the labels go through the same mapping as at
@@ -7,18 +7,20 @@ evaluation and the count is deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from robseg_lib._progress import progress_bar
 
+if TYPE_CHECKING:
+    from robseg_lib.data import IndexedDataset
+
 __all__ = ["class_pixel_counts"]
 
 
 def class_pixel_counts(
-    dataset: Sequence[Any],
+    dataset: IndexedDataset,
     num_classes: int,
     ignore_index: int = 255,
     max_items: int | None = None,

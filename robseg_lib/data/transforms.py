@@ -1,4 +1,4 @@
-"""The paper's evaluation transform and training augmentation for image/label pairs (ALGORITHMS.md §8.5, §9).
+"""The paper's evaluation transform and training augmentation for image/label pairs (algorithms §8.5, §9).
 
 Both work on PIL images (RGB image, 8-bit greyscale label) because the paper's pipeline resizes with PIL, whose
 bilinear filter antialiases when shrinking; the result is converted once at the end to a float32 CHW tensor in

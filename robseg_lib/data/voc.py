@@ -1,9 +1,9 @@
 """PASCAL VOC 2012 read from a local root: VOC12 val for evaluation, the SBD-augmented train split for training.
 
-Paper protocol (ALGORITHMS.md §8.6, §9): evaluation on the 1,449 VOC2012 val images, one centre crop per image,
+Paper protocol (algorithms §8.6, §9): evaluation on the 1,449 VOC2012 val images, one centre crop per image,
 with the boundary/void label 255 mapped to 0 = background (so no pixel is ignored); training on the 8,498 images
 of SBD's official ``train.txt`` (Hariharan et al.), whose ``.mat`` class masks carry no boundary label. The
-authors' loader read a ``trainval.txt`` instead (§15 D19); we use ``train.txt`` and report its overlap with VOC12
+authors' loader read a ``trainval.txt`` instead (defect D19); we use ``train.txt`` and report its overlap with VOC12
 val (:func:`voc_val_sbd_train_overlap`).
 """
 

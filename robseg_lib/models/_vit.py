@@ -1,4 +1,4 @@
-"""timm ViT encoder for any input size, and the ViT image classifier used to pretrain it (ALGORITHMS.md §10.4).
+"""timm ViT encoder for any input size, and the ViT image classifier used to pretrain it (algorithms §10.4).
 
 The encoder is a plain timm ``VisionTransformer`` (state-dict names as in timm and the robust ViT-S
 checkpoint); :func:`vit_tokens` runs it on inputs of any size: zero-pad right/bottom to a multiple of the patch
@@ -23,7 +23,7 @@ __all__ = ["ConvStemEmbed", "ViTClassifier", "create_vit_encoder", "resize_pos_e
 
 class ConvStemEmbed(nn.Module):
     """Patch embedding by stride-2 3x3 convolutions (each with channels-first LayerNorm and GELU), then a 1x1
-    convolution to the token width: the ViT counterpart of ConvNeXt's ConvStem (ALGORITHMS.md §10.1).
+    convolution to the token width: the ViT counterpart of ConvNeXt's ConvStem (algorithms §10.1).
 
     The tiny ViT needs it: with the linear 8x8 patchify layer a 4-block, 64-wide ViT reaches 0.65 held-out
     accuracy on digit classification after 32 epochs and its Segmenter stays near background-only (14 % mIoU
@@ -128,14 +128,17 @@ def vit_tokens(encoder: VisionTransformer, x: torch.Tensor) -> tuple[torch.Tenso
     """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+    cls_token, pos_embed = encoder.cls_token, encoder.pos_embed
+    if cls_token is None or pos_embed is None:
+        raise ValueError("the encoder needs a class token and an absolute position embedding")
     ph, pw = encoder.patch_embed.patch_size
     pad_h, pad_w = (-x.shape[2]) % ph, (-x.shape[3]) % pw
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     tokens = encoder.patch_embed(x)  # NHWC (dynamic_img_size)
     n, h, w, d = tokens.shape
-    tokens = torch.cat([encoder.cls_token.expand(n, -1, -1), tokens.reshape(n, h * w, d)], dim=1)
-    tokens = encoder.pos_drop(tokens + resize_pos_embed(encoder.pos_embed, (h, w)))
+    tokens = torch.cat([cls_token.expand(n, -1, -1), tokens.reshape(n, h * w, d)], dim=1)
+    tokens = encoder.pos_drop(tokens + resize_pos_embed(pos_embed, (h, w)))
     tokens = encoder.norm(encoder.blocks(encoder.norm_pre(tokens)))
     return tokens, (h, w)
 

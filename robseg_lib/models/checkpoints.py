@@ -1,6 +1,6 @@
 """Checkpoint I/O: the authors' released PIR-AT files, robust ImageNet backbones, and our own safetensors files.
 
-Three formats meet here (ALGORITHMS.md §11-12):
+Three formats meet here (algorithms §11-12):
 
 * released segmentation checkpoints (``.pth``, plain state dicts, original ConvNeXt names in the UPerNet
   backbone), translated by the single table :data:`RELEASE_KEY_MAP`;
@@ -21,7 +21,7 @@ import math
 import pickle
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ _BACKBONE_PREFIXES = ("module.", "base_model.", "model.")
 _NORMALIZER_PREFIXES = ("base_normalize.", "normalize.")
 _LIST_LIMIT = 20
 # timm's training script stores its argparse options beside the weights; a Namespace only holds attributes.
-_SAFE_GLOBALS = [argparse.Namespace]
+_SAFE_GLOBALS: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [argparse.Namespace]
 
 
 def _compile(pattern: str) -> re.Pattern[str]:

@@ -1,4 +1,4 @@
-"""ConvNeXt with ConvStem ("ConvNeXt-CvSt"), built from timm's ConvNeXt stages (ALGORITHMS.md §10.1).
+"""ConvNeXt with ConvStem ("ConvNeXt-CvSt"), built from timm's ConvNeXt stages (algorithms §10.1).
 
 The module names follow timm / Revisiting-AT (``stem.stem.{0,1,3,4}``, ``stages.{j}.downsample.{0,1}``,
 ``stages.{j}.blocks.{k}.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}``), so the robust ImageNet checkpoints load by
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,8 @@ class SameDepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Depthwise convolution of ``x`` (N, C, H, W), with the kernel cut to what the map can reach."""
+        if isinstance(self.padding, str):  # nn.Conv2d keeps "same" / "valid" as given
+            raise TypeError(f"SameDepthwiseConv2d needs numeric padding, got {self.padding!r}")
         (ph, pw), (kh, kw) = self.padding, self.kernel_size
         rh, rw = min(ph, x.shape[-2] - 1), min(pw, x.shape[-1] - 1)
         if (rh, rw) == (ph, pw):
@@ -89,12 +92,18 @@ class SameDepthwiseConv2d(nn.Conv2d):
         return F.conv2d(x, weight, self.bias, 1, (rh, rw), 1, self.groups)
 
 
-def _same_depthwise(conv: nn.Conv2d) -> SameDepthwiseConv2d:
+def _same_depthwise(conv: nn.Module) -> SameDepthwiseConv2d:
     """A :class:`SameDepthwiseConv2d` holding ``conv``'s parameters."""
-    if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.padding != tuple(k // 2 for k in conv.kernel_size):
+    if (
+        not isinstance(conv, nn.Conv2d)
+        or conv.stride != (1, 1)
+        or conv.dilation != (1, 1)
+        or conv.padding != tuple(k // 2 for k in conv.kernel_size)
+    ):
         raise ValueError(f"expected a stride-1 'same' depthwise convolution, got {conv}")
+    kh, kw = conv.kernel_size
     out = SameDepthwiseConv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, groups=conv.groups,
+        conv.in_channels, conv.out_channels, (kh, kw), padding=(kh // 2, kw // 2), groups=conv.groups,
         bias=conv.bias is not None,
     )  # fmt: skip
     out.weight, out.bias = conv.weight, conv.bias
@@ -145,7 +154,8 @@ class ConvNeXtCvSt(nn.Module):
         self.center_input = center_input
         self.out_channels: tuple[int, ...] = dims
         self.stem = ConvStem(in_chans, dims[0], stem_width)
-        rates = calculate_drop_path_rates(drop_path_rate, list(depths), stagewise=True)
+        # Stage-wise with a list of depths: one list of rates per stage (timm annotates the per-block form too).
+        rates = cast(list[list[float]], calculate_drop_path_rates(drop_path_rate, list(depths), stagewise=True))
         norm_cf, norm_cl = partial(LayerNorm2d, eps=_LN_EPS), partial(LayerNorm, eps=_LN_EPS)
         stages = []
         prev = dims[0]
@@ -163,7 +173,7 @@ class ConvNeXtCvSt(nn.Module):
                 )
             )
             for block in stages[-1].blocks:
-                block.conv_dw = _same_depthwise(block.conv_dw)
+                block.conv_dw = _same_depthwise(block.get_submodule("conv_dw"))
             prev = dim
         self.stages = nn.Sequential(*stages)
         for i, dim in enumerate(dims):
@@ -199,8 +209,11 @@ class ConvNeXtClassifier(nn.Module):
             backbone.out_channels[-1], num_classes, pool_type="avg", norm_layer=partial(LayerNorm2d, eps=_LN_EPS)
         )
         if weight_init == "paper":
-            trunc_normal_(self.head.fc.weight, std=0.02)
-            nn.init.zeros_(self.head.fc.bias)
+            fc = self.head.fc
+            if not isinstance(fc, nn.Linear):  # timm's head ends in a Linear unless built with use_conv
+                raise TypeError(f"expected the classifier head to end in nn.Linear, got {type(fc).__name__}")
+            trunc_normal_(fc.weight, std=0.02)
+            nn.init.zeros_(fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images (N, 3, H, W) to class logits (N, num_classes)."""

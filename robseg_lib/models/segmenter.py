@@ -1,4 +1,4 @@
-"""Segmenter: a ViT encoder and a "mask transformer" decoder (Strudel et al. 2021; ALGORITHMS.md §10.4).
+"""Segmenter: a ViT encoder and a "mask transformer" decoder (Strudel et al. 2021; algorithms §10.4).
 
 Attribute names reproduce the keys of the authors' released checkpoint (``encoder.*`` timm ViT names,
 ``decoder.{cls_emb,proj_dec,proj_patch,proj_classes,blocks,decoder_norm,mask_norm}``).
@@ -6,9 +6,11 @@ Attribute names reproduce the keys of the authors' released checkpoint (``encode
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
-from timm.layers import calculate_drop_path_rates, trunc_normal_
+from timm.layers import Attention, calculate_drop_path_rates, trunc_normal_
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
@@ -49,7 +51,7 @@ class MaskTransformer(nn.Module):
         self.num_classes = num_classes
         self.proj_dec = nn.Linear(d_encoder, d_model)
         self.cls_emb = nn.Parameter(torch.zeros(1, num_classes, d_model))
-        rates = calculate_drop_path_rates(drop_path_rate, n_layers)
+        rates = cast(list[float], calculate_drop_path_rates(drop_path_rate, n_layers))  # an int depth: one per block
         self.blocks = nn.ModuleList(
             Block(
                 d_model,
@@ -119,7 +121,8 @@ class Segmenter(nn.Module):
             d_encoder,
             decoder_dim or d_encoder,
             decoder_layers,
-            decoder_heads or encoder.blocks[0].attn.num_heads,
+            # timm's blocks build an Attention, typed as a plain nn.Module there
+            decoder_heads or cast(Attention, encoder.blocks[0].attn).num_heads,
             dropout=dropout,
             drop_path_rate=decoder_drop_path_rate,
         )

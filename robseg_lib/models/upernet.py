@@ -1,4 +1,4 @@
-"""UPerNet decode head, auxiliary FCN head and the UPerNet segmentation model (ALGORITHMS.md §10.2-10.3).
+"""UPerNet decode head, auxiliary FCN head and the UPerNet segmentation model (algorithms §10.2-10.3).
 
 Submodule names reproduce the keys of the authors' released checkpoints (``decode_head.psp_modules.<s>.1.conv``,
 ``decode_head.lateral_convs.<i>.batch_norm``, ``auxiliary_head.convs.0.conv``, ...), so only the backbone keys
