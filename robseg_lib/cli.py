@@ -15,7 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from robseg_lib.params import ParamError, ParamSet, check_device, load_params
+from robseg_lib.params import (
+    BACKBONE_KINDS,
+    CLASS_WEIGHT_OPTIONS,
+    ParamError,
+    ParamSet,
+    check_device,
+    load_params,
+)
 from robseg_lib.paths import CACHE_ENV
 
 if TYPE_CHECKING:
@@ -58,7 +65,7 @@ def _sea_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of random starts and greedy search")
     parser.add_argument(
         "--class-weights",
-        choices=("train_split", "released", "uniform"),
+        choices=CLASS_WEIGHT_OPTIONS,
         default=None,
         help="MCE-Bal class weights (default: profile)",
     )
@@ -198,7 +205,7 @@ def _pretrain_options(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m robseg_lib pretrain``."""
     parser.add_argument("--profile", default="tiny", help="profile with a pretrain section (default tiny)")
     parser.add_argument(
-        "--kind", required=True, choices=("clean", "robust"), help="clean or adversarially trained classifier"
+        "--kind", required=True, choices=BACKBONE_KINDS, help="clean or adversarially trained classifier"
     )
     parser.add_argument("--arch", required=True, help="segmentation architecture whose backbone is trained")
     parser.add_argument("--out", default=None, help="output file (default: the zoo's backbone cache)")

@@ -22,6 +22,8 @@ import yaml
 from robseg_lib.paths import PARAMS_ENV, params_root
 
 __all__ = [
+    "BACKBONE_KINDS",
+    "CLASS_WEIGHT_OPTIONS",
     "DataParams",
     "EvalParams",
     "ModelParams",
@@ -35,6 +37,11 @@ __all__ = [
     "load_params",
     "notebook_setup",
 ]
+
+CLASS_WEIGHT_OPTIONS = ("train_split", "released", "uniform")
+"""MCE-Bal class-weight options of an evaluation (algorithms §3.4)."""
+BACKBONE_KINDS = ("clean", "robust")
+"""The tiny profile's pre-trained backbones: a clean and an adversarially trained digit classifier."""
 
 _CHOICES = "choices"
 _RANGE = "range"
@@ -98,7 +105,7 @@ class EvalParams:
     seed: int = _f(0, range=_NONNEG, doc="seed of random starts and of the greedy search")
     device: str = _f("cpu", doc="torch device")
     losses: tuple[str, ...] = _f(("mce-bal", "mce", "js"), doc="SEA's losses")
-    class_weights: str = _f("train_split", choices=("train_split", "released", "uniform"), doc="MCE-Bal class weights")
+    class_weights: str = _f("train_split", choices=CLASS_WEIGHT_OPTIONS, doc="MCE-Bal class weights")
     radii: tuple[int, ...] = _f((), doc="radii in /255 that multi-radius notebooks sweep")
     model: str | None = _f(None, doc="zoo model evaluated by default (notebooks, command line)")
     targeted_eps: int = _f(2, range=_EPS, doc="radius in /255 of the targeted attacks of Figure 1 (paper: 2/255)")

@@ -140,6 +140,7 @@ def test_second_run_reads_from_disk(smoke, monkeypatch):
     first = _run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
     assert len(calls) == 2  # 8 images in batches of 4
     assert first.attacks == ("mce",) and first.n_images == 8
+    assert first.run["attack"] == "spec:apgd-const:mce", "a spec's runs are named by the spec, not by code paths"
     files = {p: p.stat().st_mtime_ns for p in first.out_dir.glob("batch_*.pt")}
     again = _run(smoke, "upernet_pirat5_e", eps=4, attack="apgd-const:mce")
     assert len(calls) == 2, "the second call recomputed"

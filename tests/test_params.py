@@ -194,3 +194,14 @@ def test_pretrain_per_arch_mistakes_are_caught_at_load(tmp_path, override, expec
     _write(tmp_path, "train.yaml", PRETRAIN + f"  per_arch:\n    vit: {override}\n")
     with pytest.raises(ParamError, match=expected):
         load_params(tmp_path)
+
+
+def test_missing_profiles_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBSEG_PARAMS", str(tmp_path / "absent"))
+    with pytest.raises(ParamError, match=r"profiles folder .*absent does not exist.*ROBSEG_PARAMS"):
+        load_params("tiny")
+    monkeypatch.setenv("ROBSEG_PARAMS", str(tmp_path))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.yaml").write_text("data: {name: digitscenes}\n")
+    with pytest.raises(ParamError, match="unknown profile 'tiny'; valid: mine"):
+        load_params("tiny")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -154,6 +155,12 @@ def sweep(
     labelled = dict(attacks) if isinstance(attacks, Mapping) else {spec: spec for spec in attacks}
     seeds = [params.eval.seed] if seeds is None else list(seeds)
     ev = params.eval_with(n_iter=n_iter, n_images=n_images, batch_size=batch_size, device=device)
+    settings: dict[str, Any] = {
+        "n_iter": ev.n_iter,
+        "n_images": ev.n_images,
+        "batch_size": ev.batch_size,
+        "device": ev.device,
+    }
     rows: list[dict[str, object]] = []
     for model in models:
         model_radii = sorted(radii[model] if isinstance(radii, Mapping) else radii)
@@ -161,19 +168,7 @@ def sweep(
             seeds, enumerate(model_radii, start=1), labelled.items()
         ):
             runs = [
-                evaluate.run(
-                    evaluate.Evaluation.of(
-                        params,
-                        model,
-                        eps=eps,
-                        attack=s,
-                        seed=seed,
-                        n_iter=ev.n_iter,
-                        n_images=ev.n_images,
-                        batch_size=ev.batch_size,
-                        device=ev.device,
-                    )
-                )
+                evaluate.run(evaluate.Evaluation.of(params, model, eps=eps, attack=s, seed=seed, **settings))
                 for s in _as_list(specs)
             ]
             sea = runs[0].sea if len(runs) == 1 else ensemble(runs)

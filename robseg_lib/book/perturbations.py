@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -360,24 +360,24 @@ def targeted_figure(
 
 
 @dataclass(frozen=True)
-class _Source:
-    """The source model of a transfer attack; its repr (name and zoo key) identifies the run in ``run.json``."""
+class _TransferAttack:
+    """Red-ε APGD on each loss against a source model; the evaluator scores the images on its own model.
+
+    The attack (and its seeds) is the one :func:`robseg_lib.engines.evaluate.run` runs for ``apgd:<loss>``. Its
+    ``attack_id`` (source name and zoo key) identifies the run in ``run.json``.
+    """
 
     name: str
     key: str
     model: nn.Module
 
-    def __repr__(self) -> str:
-        return f"Source({self.name!r}, key={self.key!r})"
+    @property
+    def attack_id(self) -> str:
+        return f"transfer:{self.name} key={self.key}"
 
-
-def _transfer_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, source: _Source, **attack) -> dict:
-    """Red-ε APGD on each loss against the source model; the evaluator scores the images on ``model``.
-
-    The attack (and its seeds) is the one :mod:`robseg_lib.book.experiments` runs for ``apgd:<loss>``.
-    """
-    del model
-    return attack_batch(source.model, x, y, method="red", **attack)
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **attack: Any) -> dict[str, torch.Tensor]:
+        del model
+        return attack_batch(self.model, x, y, method="red", **attack)
 
 
 def transfer_run(
@@ -402,11 +402,11 @@ def transfer_run(
     n = len(dataset) if ev.n_images is None else ev.n_images
     source_model = zoo.get_model(params, source, device=ev.device, progress=False)
     key = zoo.model_key(params, source)
-    attack = functools.partial(_transfer_batch, source=_Source(f"{params.profile}/{source}", key, source_model))
-    base = _evaluate.default_out_dir(
-        params.profile, target, eps, ev.n_iter, n, ev.batch_size, ev.seed, ev.class_weights
+    attack = _TransferAttack(f"{params.profile}/{source}", key, source_model)
+    slug = f"{TRANSFER_PREFIX}{source}"
+    out_dir = _evaluate.default_out_dir(
+        params.profile, target, eps, ev.n_iter, n, ev.batch_size, ev.seed, ev.class_weights, slug=slug
     )
-    out_dir = base.parents[2] / f"{TRANSFER_PREFIX}{source}" / target / base.name
     return _evaluate.evaluate(
         zoo.get_model(params, target, device=ev.device, progress=False),
         dataset,

@@ -27,17 +27,15 @@ from torch.utils.data import DataLoader
 
 from robseg_lib._progress import progress_bar
 from robseg_lib.engines.train import lr_at, param_groups
-from robseg_lib.params import PretrainParams, check_device
+from robseg_lib.params import BACKBONE_KINDS, PretrainParams, check_device
 
 __all__ = [
-    "KINDS",
     "PretrainResult",
     "classifier_pgd",
     "evaluate_classifier",
     "pretrain_backbone",
 ]
 
-KINDS = ("clean", "robust")
 _EVAL_STEPS = 10
 
 
@@ -139,8 +137,8 @@ def pretrain_backbone(
     from robseg_lib import models
     from robseg_lib.data import DigitCrops
 
-    if kind not in KINDS:
-        raise ValueError(f"unknown backbone kind {kind!r}; valid: {', '.join(KINDS)}")
+    if kind not in BACKBONE_KINDS:
+        raise ValueError(f"unknown backbone kind {kind!r}; valid: {', '.join(BACKBONE_KINDS)}")
     device = check_device(device)
     params = params.for_arch(arch)
     t0 = time.perf_counter()

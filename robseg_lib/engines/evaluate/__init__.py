@@ -29,7 +29,7 @@ notebooks and the command line).
 """
 
 from robseg_lib.engines.evaluate._attacks import ATTACK_KINDS, SEED_ORDER, AttackSpec, attack_batch, parse_attack
-from robseg_lib.engines.evaluate._class_weights import CLASS_WEIGHT_OPTIONS, resolve_class_weights
+from robseg_lib.engines.evaluate._class_weights import resolve_class_weights
 from robseg_lib.engines.evaluate._evaluate import AttackFn, evaluate
 from robseg_lib.engines.evaluate._profile import Evaluation, default_out_dir, profile_run_fields, run, validation_set
 from robseg_lib.engines.evaluate._result import EvaluationResult, aggregate, load_results
@@ -37,7 +37,6 @@ from robseg_lib.engines.evaluate._run_state import RunMismatchError
 
 __all__ = [
     "ATTACK_KINDS",
-    "CLASS_WEIGHT_OPTIONS",
     "SEED_ORDER",
     "AttackFn",
     "AttackSpec",

@@ -17,10 +17,10 @@ interruptions, and ``apgd:mce`` or ``sea:js+mce`` reproduce SEA's components exa
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,10 +77,25 @@ class AttackSpec:
 
     def attack_fn(self) -> str | AttackFn:
         """The per-batch attack for :func:`robseg_lib.engines.evaluate.evaluate` (``"sea"`` for plain SEA)."""
-        if self.kind == "sea" and not self.losses:
-            return "sea"
-        method = {"sea": "red", "apgd": "red", "apgd-const": "const", "apgd-restarts": "const", "pgd": "pgd"}
-        return functools.partial(attack_batch, method=method[self.kind], restarts=self.restarts)
+        return "sea" if self.kind == "sea" and not self.losses else _SpecAttack(self)
+
+
+_METHODS = {"sea": "red", "apgd": "red", "apgd-const": "const", "apgd-restarts": "const", "pgd": "pgd"}
+
+
+@dataclass(frozen=True)
+class _SpecAttack:
+    """The per-batch attack of a spec; its ``attack_id`` (the spec's name) identifies it in ``run.json``, so the
+    results of a spec stay valid wherever the code that runs it lives."""
+
+    spec: AttackSpec
+
+    @property
+    def attack_id(self) -> str:
+        return f"spec:{self.spec.name}"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> dict[str, torch.Tensor]:
+        return attack_batch(model, x, y, method=_METHODS[self.spec.kind], restarts=self.spec.restarts, **kwargs)
 
 
 def parse_attack(spec: str) -> AttackSpec:

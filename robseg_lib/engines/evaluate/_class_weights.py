@@ -15,12 +15,10 @@ from robseg_lib._io import atomic_torch_save
 from robseg_lib.attacks.losses import class_weights_from_counts, released_class_weights
 from robseg_lib.data import dataset_from_params
 from robseg_lib.data.class_counts import class_pixel_counts
-from robseg_lib.params import DataParams
+from robseg_lib.params import CLASS_WEIGHT_OPTIONS, DataParams
 
 if TYPE_CHECKING:
     from robseg_lib.data import IndexedDataset
-
-CLASS_WEIGHT_OPTIONS = ("train_split", "released", "uniform")
 
 
 def _counts_cache_path(cache_dir: Path, data_params: DataParams, num_classes: int, ignore_index: int) -> Path:

@@ -47,7 +47,8 @@ AttackFn = Callable[..., Mapping[str, "SegStats | torch.Tensor"]]
 """A per-batch attack: ``fn(model, x, y, *, eps, num_classes, n_iter, losses, ignore_index, class_weights, seed,
 batch_index) -> {name: SegStats | x_adv}``. Each value is either the per-image statistics of that attack's
 final adversarial images or the adversarial images themselves (N, C, H, W), which the evaluator checks
-against the threat model and scores. Randomness must derive from ``(seed, batch_index)`` only (as
+against the threat model and scores. ``run.json`` names the attack by its ``attack_id`` attribute where it has one
+(else by its module path). Randomness must derive from ``(seed, batch_index)`` only (as
 :func:`robseg_lib.attacks.sea_batch` does), never from the global RNG: then results do not depend on
 sharding or resumption."""
 _CHECK_IMAGES = 8

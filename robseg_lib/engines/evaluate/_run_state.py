@@ -55,7 +55,11 @@ def _batch_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 def _callable_id(fn: Callable[..., Any]) -> str:
-    """A stable name for a callable: module.qualname, with a partial's bound arguments."""
+    """A stable name for a callable: its ``attack_id`` if it has one, else module.qualname (with a partial's bound
+    arguments)."""
+    attack_id = getattr(fn, "attack_id", None)
+    if isinstance(attack_id, str):
+        return attack_id
     if isinstance(fn, functools.partial):
         bound = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in sorted(fn.keywords.items())]
         return f"partial({_callable_id(fn.func)}, {', '.join(bound)})"
