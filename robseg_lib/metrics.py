@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from robseg_lib._io import atomic_torch_save
+
 __all__ = [
     "SegStats",
     "compute_stats",
@@ -112,8 +114,6 @@ class SegStats:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temporary file, then rename): a crash never leaves a half-written file."""
-        from robseg_lib._io import atomic_torch_save
-
         atomic_torch_save(self.to_dict(), path)
 
     @classmethod

@@ -42,8 +42,8 @@ def spies(monkeypatch):
         calls["pretrain"] += 1
         return pre_orig(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_model", train_spy)
-    monkeypatch.setattr(pretrain_module, "pretrain_backbone", pre_spy)
+    monkeypatch.setattr(zoo, "train_model", train_spy)
+    monkeypatch.setattr(zoo, "pretrain_backbone", pre_spy)
     return calls
 
 

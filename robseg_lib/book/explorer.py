@@ -23,8 +23,10 @@ from ipywidgets.widgets.widget_link import Link
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
+from robseg_lib import models
 from robseg_lib.attacks import apgd
 from robseg_lib.book.plots import class_colours, colourise
+from robseg_lib.engines import zoo
 from robseg_lib.metrics import compute_stats
 from robseg_lib.params import ParamSet
 
@@ -280,9 +282,6 @@ def explorer_models(params: ParamSet, model: str | None = None, device: str = "c
         model: A model name of the profile's ``models.yaml``, or ``None``.
         device: Where the models live (missing zoo models are trained there first).
     """
-    from robseg_lib import models
-    from robseg_lib.engines import zoo
-
     names = [model] if model is not None else _default_names(params)
     if not names:
         with torch.random.fork_rng(devices=[]):

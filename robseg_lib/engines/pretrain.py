@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from robseg_lib import models
 from robseg_lib._progress import progress_bar
+from robseg_lib.data import DigitCrops
 from robseg_lib.engines.train import lr_at, param_groups
 from robseg_lib.params import BACKBONE_KINDS, PretrainParams, check_device
 
@@ -134,9 +136,6 @@ def pretrain_backbone(
         device: torch device.
         progress: show a tqdm bar over iterations.
     """
-    from robseg_lib import models
-    from robseg_lib.data import DigitCrops
-
     if kind not in BACKBONE_KINDS:
         raise ValueError(f"unknown backbone kind {kind!r}; valid: {', '.join(BACKBONE_KINDS)}")
     device = check_device(device)

@@ -42,9 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from robseg_lib import attacks, models
 from robseg_lib._io import atomic_torch_save
 from robseg_lib._progress import progress_bar
-from robseg_lib.data import IndexedDataset
+from robseg_lib.data import IndexedDataset, dataset_from_params
 from robseg_lib.metrics import SegStats, compute_stats
 from robseg_lib.params import ParamError, ParamSet, TrainParams, check_device
 
@@ -299,8 +300,6 @@ def evaluate_segmentation(
             x, y = x.to(device), y.to(device)
             clean.append(compute_stats(_predict(model, x), y, num_classes, ignore_index))
             if robust_eps is not None and robust_iter > 0:
-                from robseg_lib import attacks
-
                 x_adv = attacks.apgd(
                     model,
                     x,
@@ -550,8 +549,6 @@ def fit(
             images than one global batch.
         FileExistsError: ``out_dir`` already holds finished weights.
     """
-    from robseg_lib import models
-
     device = check_device(device)
     if not isinstance(train_set, Sized):
         raise TypeError(f"train_set must be a map-style data set with a length, got {type(train_set).__name__}")
@@ -666,8 +663,6 @@ def build_model(params: ParamSet, name: str, backbone: str | Path | None = None)
     Raises:
         ParamError: the model needs a backbone and none is given.
     """
-    from robseg_lib import models
-
     mp = params.model(name)
     tp = params.train_for(name)
     kwargs: dict[str, Any] = {} if tp.drop_path is None else {"drop_path_rate": tp.drop_path}
@@ -699,8 +694,6 @@ def train_model(
     Builds the model (:func:`build_model`), the data sets of ``params.data`` (DigitScenes training images get
     :class:`ShiftAugment` when ``augment`` is set; real data sets augment themselves) and calls :func:`fit`.
     """
-    from robseg_lib.data import dataset_from_params
-
     mp = params.model(name)
     tp = params.train_for(name)
     crop = params.data.train_crop

@@ -41,9 +41,12 @@ import pandas as pd
 import torch
 from torch import nn
 
+from robseg_lib import __version__, models
 from robseg_lib._io import atomic_json_dump
 from robseg_lib._progress import progress_bar
 from robseg_lib.data.digitscenes import scene_digit_sides
+from robseg_lib.engines.pretrain import pretrain_backbone
+from robseg_lib.engines.train import train_model
 from robseg_lib.params import ParamError, ParamSet, PretrainParams
 from robseg_lib.paths import cache_root
 
@@ -79,8 +82,6 @@ def _digest(payload: Any) -> str:
 
 
 def _version() -> str:
-    from robseg_lib import __version__
-
     return __version__
 
 
@@ -129,8 +130,6 @@ def _backbone_payload(params: ParamSet, arch: str, kind: str) -> dict[str, Any]:
 
 def _arch_config(arch: str) -> dict[str, Any]:
     """The registry's resolved configuration of ``arch``: changing a registered default gives a new key."""
-    from robseg_lib import models
-
     return models.model_config(arch)
 
 
@@ -198,8 +197,6 @@ def _complete(weights: Path) -> bool:
 
 def backbone_info(path: str | Path) -> dict[str, Any]:
     """The pre-training record (parameters and held-out accuracies) stored with a cached backbone."""
-    from robseg_lib import models
-
     return models.read_checkpoint_meta(path)
 
 
@@ -214,8 +211,6 @@ def get_backbone_file(
     root: str | Path | None = None,
 ) -> Path:
     """The cached digit classifier of ``kind`` (clean / robust) for ``arch``, pre-trained if missing."""
-    from robseg_lib.engines.pretrain import pretrain_backbone
-
     folder = _backbone_dir(params, arch, kind, root)
     path = folder / _BACKBONE_FILE
     if _complete(path):
@@ -278,9 +273,6 @@ def get_model(
         FileNotFoundError: a ``checkpoint:`` file that does not exist (the message says where it looked), or a
             model that is not cached while ``train_if_missing`` is false.
     """
-    from robseg_lib import models
-    from robseg_lib.engines.train import train_model
-
     mp = params.model(name)
     if mp.checkpoint is not None:
         path = _resolve_file(params, mp.checkpoint, f"checkpoint of model {name!r}")
