@@ -12,6 +12,8 @@ venv: $(STAMP)
 # Created on demand, re-installed only when pyproject.toml (the pins) changes.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "setuptools<81"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation visdom==0.2.4
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (robseg)" >/dev/null
 	rm -f $(VENV)/.installed-* && touch $@

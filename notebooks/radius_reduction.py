@@ -137,12 +137,13 @@ stages.pivot_table(index=["n_iter", "point"], columns="loss", values=["acc", "mi
 # %% [markdown]
 # ## Verdict on this profile
 #
-# The claim of the paper that this page's numbers decide, checked as on the reproduction status page:
+# The claim of the paper that this page's numbers decide, checked on this page's runs only (the reproduction status
+# page checks it on every run of the profile):
 
 # %%
 from robseg_lib.book import claims
 
-claims.chapter_verdicts(ps, ["red-eps"])
+claims.chapter_verdicts(ps, ["red-eps"], frame, schemes)
 
 # %% [markdown]
 # The stage table says where red-ε loses on this profile. Each stage lowers the accuracy within its radius, but

@@ -109,6 +109,7 @@ class EvalParams:
     radii: tuple[int, ...] = _f((), doc="radii in /255 that multi-radius notebooks sweep")
     model: str | None = _f(None, doc="zoo model evaluated by default (notebooks, command line)")
     targeted_eps: int = _f(2, range=_EPS, doc="radius in /255 of the targeted attacks of Figure 1 (paper: 2/255)")
+    min_norm_images: int = _f(16, range=_POS, doc="images of the minimum-norm comparison of Figure 6 (paper: 160)")
 
 
 @dataclass(frozen=True, kw_only=True)

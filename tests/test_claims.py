@@ -29,11 +29,12 @@ N_ITER = 4
 VOC_VAL_IMAGES = 1449  # PASCAL-VOC 2012 val, the images of the paper's Table 8
 CLAIM = {c.id: c for c in claims.CLAIMS}
 # Claims whose evidence is out of reach of the library (other papers' models, ALMA prox, ADE20K variants).
-NEVER = {"other-defences", "alma-prox", "background-class"}
+NEVER = {"other-defences", "background-class"}
 # The paper's evidence holds Tables 1 (attacks, clean model), 2 and 3 (training), 7 (loss pairs) and 9
 # (transfer): the claims on these tables run on it; plots, seeds, targeted attacks and timings cannot.
 PAPER_CHECKED = {
     "sea-strongest",
+    "alma-prox",
     "sea-beats-baselines",
     "mcebal-best-miou",
     "mce-best-acc",
@@ -96,6 +97,7 @@ def _evidence(
     rows: Sequence[dict[str, Any]] = (),
     targeted: Sequence[tuple[str, int, float, float, float]] = (),
     benchmarks: dict[str, Any] | None = None,
+    robust_images: Sequence[tuple[str, float, str, float]] = (),
 ) -> claims.Evidence:
     """Evidence over :data:`MODELS` at the main settings (``N_ITER`` iterations, seed 0, 4/255)."""
     return claims.Evidence(
@@ -106,8 +108,16 @@ def _evidence(
         eps=4.0,
         targeted=pd.DataFrame(list(targeted), columns=claims.TARGETED_COLUMNS),
         benchmarks=benchmarks or {},
+        robust_images=pd.DataFrame(list(robust_images), columns=claims.ROBUST_IMAGE_COLUMNS),
         label="synthetic",
     )
+
+
+def _robust_images(model: str, alma: float, apgd: float, sea: float) -> claims.Evidence:
+    """Fig. 6 shares at 16 and 32/255; only the largest radius of ALMA prox (32/255) decides."""
+    rows = [(model, 16.0, "ALMA prox", 100.0), (model, 16.0, "SEA", 100.0)]
+    rows += [(model, 32.0, "ALMA prox", alma), (model, 32.0, "APGD (Mask-CE)", apgd), (model, 32.0, "SEA", sea)]
+    return _evidence(robust_images=rows)
 
 
 SEA_PIR5 = [
@@ -273,6 +283,11 @@ CASES: dict[str, dict[str, Callable[[], claims.Evidence]]] = {
         PASS: lambda: _bench("bench_apgd_overhead", 1.04),
         FAIL: lambda: _bench("bench_apgd_overhead", 1.04, 1.2),
         NOT_RUN: lambda: _bench("bench_at_overhead", 1.0),  # only the other benchmark's file
+    },
+    "alma-prox": {
+        PASS: lambda: _robust_images("pir5", alma=77, apgd=0, sea=0),
+        FAIL: lambda: _robust_images("pir5", alma=20, apgd=5, sea=20),  # SEA only ties ALMA prox
+        NOT_RUN: lambda: _robust_images("clean", alma=77, apgd=0, sea=0),  # no PIR-AT model compared
     },
     "at-cost": {
         PASS: lambda: _bench("bench_at_overhead", 1.01, 1.03, target=1.05),
@@ -768,3 +783,17 @@ def test_chapter_verdicts_are_the_status_rows_of_the_chapters_claims(tree: Tree,
     pd.testing.assert_frame_equal(table, full)
     with pytest.raises(ValueError, match="unknown claim"):
         claims.chapter_verdicts(tree.params, ["sea-weakest"])
+
+
+def test_chapter_verdicts_read_only_the_chapters_runs(tree: Tree, monkeypatch):
+    monkeypatch.setenv("ROBSEG_RESULTS", str(tree.results))
+    monkeypatch.setenv("ROBSEG_CACHE", str(tree.results.parent / "cache"))
+    n = tree.runs["sea"].n_images
+    frame = pd.DataFrame({"model": [MAIN, MAIN], "eps_255": [0.0, 4.0], "n_images": [n, n]})
+    assert claims.status_table(tree.evidence).loc["red-eps", "status"] != NOT_RUN
+    only_sea = claims.chapter_verdicts(tree.params, ["red-eps"], frame, {"red-ε": "sea"})
+    assert only_sea.loc["red-eps", "status"] == NOT_RUN, "the constant-ε runs are not this chapter's"
+    with_const = claims.chapter_verdicts(tree.params, ["red-eps"], frame, {"red-ε": "sea", "const": SPECS})
+    assert with_const.loc["red-eps", "status"] != NOT_RUN
+    with pytest.raises(ValueError, match="needs the attacks"):
+        claims.chapter_verdicts(tree.params, ["red-eps"], frame)

@@ -14,6 +14,7 @@ def _pyproject_pins() -> dict[str, str]:
     reqs = [
         *project["dependencies"],
         *project["optional-dependencies"]["book"],
+        *project["optional-dependencies"]["peers"],
         *project["optional-dependencies"]["dev"],
     ]
     pins = {}

@@ -449,6 +449,34 @@ def _check_targeted(ev: Evidence) -> Verdict:
     return _verdict(ok, "; ".join(parts), why)
 
 
+_MIN_NORM = "ALMA prox"
+_BOUNDED = ("APGD (Mask-CE)", "SEA")
+
+
+def _check_alma_prox(ev: Evidence) -> Verdict:
+    r = ev.robust_images
+    regimes = dict(zip(ev.models["model"], ev.models["regime"], strict=True))
+    robust = r[r["model"].map(regimes) == "pir-at"]
+    with_alma = robust[robust["attack"] == _MIN_NORM]
+    if with_alma.empty:
+        return _not_run("no ALMA prox results on a PIR-AT model (chapter on minimum-norm attacks)")
+    parts, flags = [], []
+    for model, rows in robust.groupby("model"):
+        eps = rows.loc[rows["attack"] == _MIN_NORM, "eps_255"].max()
+        at = rows[rows["eps_255"] == eps].set_index("attack")["robust_images"]
+        bounded = [a for a in _BOUNDED if a in at.index]
+        flags += [at[a] < at[_MIN_NORM] for a in bounded]
+        shown = ", ".join(f"{a} {at[a]:.0f}%" for a in (*bounded, _MIN_NORM))
+        parts.append(f"{model} at {_fmt(eps)}: {shown}")
+    if not flags:
+        return _not_run("ALMA prox results without APGD or SEA at the same radius")
+    why = (
+        "share of images an attack cannot misclassify on 99 % of their labelled pixels within the radius (lower = "
+        "stronger), at the largest radius ALMA prox was compared at; pass: APGD and SEA both below ALMA prox"
+    )
+    return _verdict(all(flags), "; ".join(parts), why)
+
+
 def _benchmark_verdict(ev: Evidence, name: str) -> Verdict:
     record = ev.benchmarks.get(name)
     if record is None:

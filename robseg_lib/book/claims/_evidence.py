@@ -18,9 +18,11 @@ from robseg_lib.book.claims._types import (
     BENCHMARK_TARGETS,
     MODEL_COLUMNS,
     RESULT_COLUMNS,
+    ROBUST_IMAGE_COLUMNS,
     TARGETED_COLUMNS,
     Evidence,
 )
+from robseg_lib.book.minimum_norm import ROBUST_IMAGES_FILE
 from robseg_lib.book.perturbations import TRANSFER_PREFIX
 from robseg_lib.book.reporting import paper_rows
 from robseg_lib.engines import evaluate, zoo
@@ -105,7 +107,8 @@ def collect_evidence(params: ParamSet) -> Evidence:
     for every smaller image count n among the profile's runs (in whole batches). A chapter that asks for fewer
     images gets exactly those from :func:`robseg_lib.engines.evaluate.run`, which writes no folder for them; with them,
     :meth:`Evidence.main` compares all attacks on the same images. Also reads the targeted-attack files of models
-    whose zoo key is current (at the main iterations and seed), and ``results/benchmarks/*.json``. Results of a
+    whose zoo key is current (at the main iterations and seed), the minimum-norm comparison the chapter on ALMA prox
+    wrote (:data:`robseg_lib.book.minimum_norm.ROBUST_IMAGES_FILE`), and ``results/benchmarks/*.json``. Results of a
     model that was retrained since are not detected here; the chapters' runs refuse them
     (:class:`robseg_lib.engines.evaluate.RunMismatchError`).
     """
@@ -144,6 +147,8 @@ def collect_evidence(params: ParamSet) -> Evidence:
     targeted_frame = pd.DataFrame(targeted, columns=TARGETED_COLUMNS)
     targeted_frame = targeted_frame.drop_duplicates(["model", "target", "eps_255"], keep="last")
     benchmarks = load_benchmarks(params, BENCHMARK_TARGETS)
+    curves = root / ROBUST_IMAGES_FILE
+    robust_images = pd.read_csv(curves) if curves.exists() else pd.DataFrame(columns=ROBUST_IMAGE_COLUMNS)
     return Evidence(
         results=results,
         models=_models_frame(params),
@@ -152,6 +157,7 @@ def collect_evidence(params: ParamSet) -> Evidence:
         eps=float(params.eval.eps),
         targeted_eps=float(params.eval.targeted_eps),
         targeted=targeted_frame.reset_index(drop=True),
+        robust_images=robust_images,
         benchmarks=benchmarks,
         label=params.profile,
     )
@@ -175,7 +181,7 @@ def _paper_model(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def paper_evidence() -> Evidence:
-    """The paper's Tables 1, 2, 3, 7 and 9 as :class:`Evidence` (300 iterations, seed 0, main radius 4/255).
+    """The paper's Tables 1, 2, 3, 7 and 9 and Fig. 6 as :class:`Evidence` (300 iterations, seed 0, radius 4/255).
 
     Table 1's CosPGD is recorded as ``pgd:cospgd-sigmoid`` (the variant the paper describes, [U]); Table 9's
     source models are the clean and the AT Segmenter of ADE20K.
@@ -229,11 +235,17 @@ def paper_evidence() -> Evidence:
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS).drop_duplicates(
         ["model", "attack", "eps_255", "loss"], keep="first"
     )
+    fig6 = paper_rows("fig6_robust_images")
+    for r in fig6.to_dict("records"):
+        m = _paper_model(r)
+        models.setdefault(m["model"], m)
+    robust_images = fig6.assign(model=[_paper_model(r)["model"] for r in fig6.to_dict("records")])
     return Evidence(
         results=results.reset_index(drop=True),
         models=pd.DataFrame(list(models.values()), columns=MODEL_COLUMNS),
         n_iter=300,
         seed=0,
         eps=4.0,
+        robust_images=robust_images[list(ROBUST_IMAGE_COLUMNS)].reset_index(drop=True),
         label="paper",
     )

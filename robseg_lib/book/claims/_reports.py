@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -10,6 +11,7 @@ from robseg_lib.book import experiments
 from robseg_lib.book.claims._evidence import collect_evidence, paper_evidence
 from robseg_lib.book.claims._statements import CLAIMS
 from robseg_lib.book.claims._types import _EPS, _WORST, MATCH_TOL, Claim, Evidence
+from robseg_lib.engines.evaluate import parse_attack
 from robseg_lib.params import ParamSet
 
 # ---------------------------------------------------------------------------------------------------------
@@ -43,21 +45,48 @@ def status_table(evidence: Evidence, claims: Sequence[Claim] = CLAIMS, paper: Ev
     return pd.DataFrame(rows).set_index("claim")
 
 
-def chapter_verdicts(params: ParamSet, ids: Sequence[str]) -> pd.DataFrame:
-    """The verdicts of the claims ``ids`` on a profile's results, for the chapter that computes their evidence.
+def chapter_verdicts(
+    params: ParamSet,
+    ids: Sequence[str],
+    frame: pd.DataFrame | None = None,
+    attacks: Sequence[str | Sequence[str]] | Mapping[str, str | Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """The verdicts of the claims ``ids`` for the chapter that computes their evidence.
 
     Columns ``statement, ours, status, explanation`` as on the status page (:func:`status_table`), indexed by claim
-    id, so that a chapter shows what its own numbers say about the paper's claim where they are computed.
+    id. With the chapter's :func:`robseg_lib.book.experiments.sweep` table ``frame`` and the ``attacks`` it swept,
+    the checks read only those runs (same models, radii and image counts, same attack specs): the page then says
+    the same whatever other chapters have run before, while the status page reads every run of the profile.
 
     Raises:
-        ValueError: an unknown claim id.
+        ValueError: an unknown claim id, or ``frame`` without ``attacks``.
     """
     known = {c.id: c for c in CLAIMS}
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise ValueError(f"unknown claim(s) {unknown}; valid: {', '.join(known)}")
-    table = status_table(collect_evidence(params), [known[i] for i in ids])
+    evidence = collect_evidence(params)
+    if frame is not None:
+        if attacks is None:
+            raise ValueError("chapter_verdicts needs the attacks the chapter swept beside its frame")
+        evidence = _restricted(evidence, frame, attacks)
+    table = status_table(evidence, [known[i] for i in ids])
     return table[["statement", "ours", "status", "explanation"]]
+
+
+def _restricted(
+    evidence: Evidence,
+    frame: pd.DataFrame,
+    attacks: Sequence[str | Sequence[str]] | Mapping[str, str | Sequence[str]],
+) -> Evidence:
+    """``evidence`` with only the result rows of the runs behind a sweep table."""
+    groups = attacks.values() if isinstance(attacks, Mapping) else attacks
+    specs = {parse_attack(s).name for group in groups for s in ([group] if isinstance(group, str) else group)}
+    keys = set(zip(frame["model"], frame["eps_255"].astype(float), frame["n_images"], strict=True))
+    r = evidence.results
+    rows = zip(r["model"], r["eps_255"].astype(float), r["n_images"], r["attack"], strict=True)
+    keep = [(m, e, n) in keys and a in specs for m, e, n, a in rows]
+    return dataclasses.replace(evidence, results=r[keep].reset_index(drop=True))
 
 
 def paper_cells(evidence: Evidence, params: ParamSet, tolerance: float = MATCH_TOL) -> pd.DataFrame:

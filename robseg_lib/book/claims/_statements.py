@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from robseg_lib.book.claims._checks import (
+    _check_alma_prox,
     _check_apgd_cost,
     _check_at2_collapses,
     _check_at_cost,
@@ -170,7 +171,7 @@ CLAIMS: tuple[Claim, ...] = (
         "alma-prox",
         "SEA and APGD beat ALMA prox on the robust model (ALMA prox still at 77 % at 32/255)",
         "Fig. 6, App. C.3",
-        _never("ALMA prox is not implemented in robseg_lib"),
+        _check_alma_prox,
         paper="APGD 0 % vs ALMA prox 77 % at 32/255 (robust model)",
     ),
     Claim(

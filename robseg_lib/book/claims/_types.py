@@ -30,6 +30,9 @@ MODEL_COLUMNS = ("model", "arch", "regime", "steps", "epochs")
 TARGETED_COLUMNS = ("model", "target", "eps_255", "fraction", "clean_fraction")
 """Columns of :attr:`Evidence.targeted`: shares (%) of all pixels predicted as the target."""
 
+ROBUST_IMAGE_COLUMNS = ("model", "eps_255", "attack", "robust_images")
+"""Columns of :attr:`Evidence.robust_images`: share (%) of images an attack cannot fool on 99 % of their pixels."""
+
 _PASS, _FAIL, _NOT_RUN = "pass", "fail", "not run"
 _EPS = 1e-9
 _WORST = "worst case"
@@ -72,6 +75,7 @@ class Evidence:
         eps: the main radius in /255 (the paper's 4/255 in Table 3's "2.6 % Acc").
         targeted_eps: the radius in /255 of the targeted attacks the targeted claim reads (the paper's 2/255).
         targeted: targeted-attack shares (:data:`TARGETED_COLUMNS`).
+        robust_images: the minimum-norm comparison of Fig. 6 (:data:`ROBUST_IMAGE_COLUMNS`).
         benchmarks: ``{script name: its JSON output}``.
         label: what the evidence is (``"tiny"``, ``"paper"``).
     """
@@ -83,6 +87,7 @@ class Evidence:
     eps: float
     targeted_eps: float = 2.0
     targeted: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TARGETED_COLUMNS))
+    robust_images: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ROBUST_IMAGE_COLUMNS))
     benchmarks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     label: str = ""
 
